@@ -1,0 +1,33 @@
+# Every target bootstraps what it needs: a virtual environment with pinned dependencies.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+PIP := $(BIN)/python -m pip
+HOST ?= 127.0.0.1
+EXAMPLES := examples/adder.py examples/text.py examples/iris/model.py
+
+.PHONY: run test bench lint protos clean
+
+$(STAMP): pyproject.toml requirements/dev.txt requirements/constraints.txt adapters/lambda/pyproject.toml adapters/knative/pyproject.toml adapters/triton/pyproject.toml
+	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' || { echo "omi-adapters needs Python >= 3.11 (set PYTHON=...)"; exit 1; }
+	$(PYTHON) -m venv $(VENV)
+	$(PIP) install -q --upgrade pip
+	$(PIP) install -q -c requirements/constraints.txt -r requirements/dev.txt \
+		-e ".[all]" -e adapters/lambda -e adapters/knative -e adapters/triton
+	touch $@
+
+run: $(STAMP)
+	$(BIN)/omi serve $(EXAMPLES) --host $(HOST)
+
+test: $(STAMP)
+	$(BIN)/python -m pytest
+
+bench: $(STAMP)
+	$(BIN)/python bench/run.py
+
+protos: $(STAMP)
+	$(BIN)/python scripts/gen_protos.py
+
+clean:
+	rm -rf $(VENV) .pytest_cache .hypothesis

@@ -1,0 +1,1 @@
+"""Knative Serving and KServe adapter of omi-adapters."""

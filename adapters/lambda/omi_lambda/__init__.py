@@ -1,0 +1,1 @@
+"""AWS Lambda adapter of omi-adapters (see the Lambda issue)."""

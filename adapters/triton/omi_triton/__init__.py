@@ -1,0 +1,1 @@
+"""Triton Inference Server (Python backend) adapter of omi-adapters."""

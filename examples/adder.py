@@ -1,0 +1,16 @@
+"""A trivial numeric model: adds one to every element (function style)."""
+
+import numpy as np
+
+from omi_adapters import Tensor, model
+
+
+@model(
+    name="adder",
+    version="1",
+    inputs=[Tensor("X", "FP32", [-1, -1])],
+    outputs=[Tensor("Y", "FP32", [-1, -1])],
+    description="Adds one to every element of X.",
+)
+def adder(X: np.ndarray) -> np.ndarray:
+    return X + 1

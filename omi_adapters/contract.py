@@ -1,0 +1,409 @@
+"""The model contract: :class:`Tensor`, the :func:`model` decorator and the :class:`Model` runtime.
+
+Everything about a predict function that can be known is checked once, when the decorator
+runs: datatypes, shapes, names, and how request inputs bind to its parameters. Requests are
+then checked against the declaration, and results against the declared outputs.
+"""
+
+from __future__ import annotations
+
+import inspect
+import re
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, is_typeddict
+
+import numpy as np
+
+from omi_adapters.codecs.tensors import coerce_output
+from omi_adapters.errors import ConfigurationError, InvalidInputError, PredictError
+from omi_adapters.loading import Loader, LoadPolicy, LoadState
+from omi_adapters.metadata import Description, Features, OmiMetadata, Resources, Timeouts, build_metadata
+from omi_adapters.types import DATATYPES, InputTensor
+
+__all__ = ["Tensor", "Model", "model"]
+
+_NAME = re.compile(r"^[A-Za-z0-9_.\-]+$")
+
+
+@dataclass(frozen=True)
+class Tensor:
+    """A declared input or output tensor.
+
+    Args:
+        name: the tensor's name on the wire (and the predict parameter it binds to).
+        datatype: one of the thirteen OIP datatypes (``"FP32"``, ``"BYTES"``, ...).
+        shape: the full shape predict sees, ``-1`` for a variable dimension. When the model
+            declares ``max_batch_size > 0`` the first dimension is the batch and must be ``-1``.
+        optional: an input the request may leave out (its parameter needs a default).
+        description: free text, shown in OMI ``Status``.
+        media_types: OMI media types (inputs: accepted types; outputs: the first is used).
+        max_size: OMI size limit of the tensor's file, such as ``"10M"``.
+    """
+
+    name: str
+    datatype: str
+    shape: Sequence[int]
+    optional: bool = False
+    description: str = ""
+    media_types: Sequence[str] = ()
+    max_size: str | None = None
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.name, str) or not _NAME.match(self.name):
+            raise ConfigurationError(
+                f"tensor name {self.name!r} must be a non-empty string of letters, digits, '_', '.', '-'"
+            )
+        if self.datatype not in DATATYPES:
+            raise ConfigurationError(
+                f"tensor '{self.name}': unknown datatype {self.datatype!r}; expected one of {', '.join(DATATYPES)}"
+            )
+        shape = tuple(self.shape) if isinstance(self.shape, (list, tuple)) else None
+        if shape is None or any(type(d) is not int or d < -1 for d in shape):
+            raise ConfigurationError(
+                f"tensor '{self.name}': shape must be a list of integers >= -1, got {self.shape!r}"
+            )
+        object.__setattr__(self, "shape", shape)
+        object.__setattr__(self, "media_types", tuple(self.media_types))
+
+    def describe(self) -> str:
+        """``FP32 [-1, 4]``: the datatype and shape as error messages show them."""
+        return f"{self.datatype} {list(self.shape)}"
+
+    def matches(self, shape: tuple[int, ...]) -> bool:
+        """Whether a concrete ``shape`` fits this declaration (same rank, fixed dims equal)."""
+        return len(shape) == len(self.shape) and all(d == -1 or d == s for d, s in zip(self.shape, shape))
+
+    def to_dict(self) -> dict[str, Any]:
+        """The OIP ``$metadata_tensor`` of this tensor."""
+        return {"name": self.name, "datatype": self.datatype, "shape": list(self.shape)}
+
+
+class Model:
+    """A served model: its declaration, its load state, and the checked path to predict.
+
+    Made by the :func:`model` decorator. Adapters call :meth:`start` at start-up,
+    :meth:`wait_ready` before a request, then :meth:`bind_inputs`, the predict function
+    (:attr:`predict_fn`, sync or async) and :meth:`check_outputs`.
+    """
+
+    def __init__(
+        self,
+        target: Callable[..., Any] | type,
+        *,
+        name: str,
+        version: str,
+        inputs: Sequence[Tensor],
+        outputs: Sequence[Tensor],
+        load: str,
+        max_batch_size: int,
+        ready_timeout: float,
+        metadata: OmiMetadata,
+    ) -> None:
+        if not isinstance(name, str) or not _NAME.match(name):
+            raise ConfigurationError(f"model name {name!r} must be letters, digits, '_', '.', '-'")
+        self.name = name
+        self.version = str(version)
+        if not _NAME.match(self.version):
+            raise ConfigurationError(f"model '{name}': version {version!r} must be letters, digits, '_', '.', '-'")
+        self.inputs = _tensors(inputs, f"model '{name}' inputs")
+        self.outputs = _tensors(outputs, f"model '{name}' outputs")
+        if not self.outputs:
+            raise ConfigurationError(f"model '{name}' declares no outputs")
+        try:
+            self.load_policy = LoadPolicy(load)
+        except ValueError:
+            raise ConfigurationError(f"model '{name}': load must be 'eager', 'lazy' or 'background', got {load!r}") from None
+        if type(max_batch_size) is not int or max_batch_size < 0:
+            raise ConfigurationError(f"model '{name}': max_batch_size must be an integer >= 0, got {max_batch_size!r}")
+        self.max_batch_size = max_batch_size
+        if max_batch_size > 0:
+            for tensor in (*self.inputs, *self.outputs):
+                if not tensor.shape or tensor.shape[0] != -1:
+                    raise ConfigurationError(
+                        f"model '{name}' batches (max_batch_size={max_batch_size}), so tensor "
+                        f"'{tensor.name}' needs -1 as its first (batch) dimension, got {list(tensor.shape)}"
+                    )
+        self.ready_timeout = float(ready_timeout)
+        self.metadata = metadata
+        self.target = target
+        self._input_by_name = {t.name: t for t in self.inputs}
+        self._output_names = frozenset(t.name for t in self.outputs)
+
+        if isinstance(target, type):
+            predict = getattr(target, "predict", None)
+            if not callable(predict):
+                raise ConfigurationError(f"model '{name}': class {target.__name__} has no predict method")
+            self.is_async = inspect.iscoroutinefunction(predict)
+            _bind(predict, self.inputs, f"{target.__name__}.predict", skip_self=True)
+            _check_returns(predict, self.outputs, f"{target.__name__}.predict")
+            loader_fn: Callable[[], Any] = self._instantiate
+        else:
+            if not callable(target):
+                raise ConfigurationError(f"model '{name}': @model needs a function or a class, got {target!r}")
+            self.is_async = inspect.iscoroutinefunction(target)
+            _bind(target, self.inputs, getattr(target, "__name__", repr(target)), skip_self=False)
+            _check_returns(target, self.outputs, getattr(target, "__name__", repr(target)))
+            loader_fn = lambda: target  # noqa: E731 - nothing to load for a plain function
+        self._loader: Loader[Callable[..., Any]] = Loader(name, loader_fn, self.load_policy)
+        self.__doc__ = getattr(target, "__doc__", None)
+
+    def __repr__(self) -> str:
+        return f"<Model {self.name} v{self.version} {self.state.value}>"
+
+    def __call__(self, **inputs: Any) -> Any:
+        """Call the predict function directly (loading first if needed), without any checks."""
+        return self.wait_ready()(**inputs)
+
+    # --- loading -------------------------------------------------------------------------
+
+    def _instantiate(self) -> Callable[..., Any]:
+        instance = self.target()
+        load = getattr(instance, "load", None)
+        if callable(load):
+            result = load()
+            if inspect.isawaitable(result):
+                import asyncio
+
+                asyncio.run(_await(result))
+        return instance.predict  # type: ignore[no-any-return]
+
+    @property
+    def state(self) -> LoadState:
+        """UNLOADED, LOADING, READY or FAILED."""
+        return self._loader.state
+
+    @property
+    def ready(self) -> bool:
+        """True when requests can be served now, without loading."""
+        return self._loader.ready
+
+    @property
+    def load_error(self) -> BaseException | None:
+        """The exception of the last failed load, if the model is in state FAILED."""
+        return self._loader.error
+
+    @property
+    def load_seconds(self) -> float | None:
+        """How long the last load took."""
+        return self._loader.seconds
+
+    def start(self) -> None:
+        """Load as the policy says: now (eager), in a thread (background), or later (lazy)."""
+        self._loader.start()
+
+    def load(self, retry: bool = False) -> None:
+        """Load now; after a failed load, only ``retry=True`` runs the loader again."""
+        self._loader.load(retry=retry)
+
+    def wait_ready(self, timeout: float | None = None) -> Callable[..., Any]:
+        """Return the bound predict function once loaded (lazy models load here)."""
+        return self._loader.wait(self.ready_timeout if timeout is None else timeout)
+
+    # --- requests ------------------------------------------------------------------------
+
+    def bind_inputs(self, inputs: Sequence[InputTensor]) -> dict[str, np.ndarray[Any, Any]]:
+        """Check request inputs against the declaration; return predict's keyword arguments."""
+        arrays: dict[str, np.ndarray[Any, Any]] = {}
+        batch: int | None = None
+        for tensor in inputs:
+            spec = self._input_by_name.get(tensor.name)
+            if spec is None:
+                known = ", ".join(t.name for t in self.inputs) or "none"
+                raise InvalidInputError(f"unknown input '{tensor.name}'; model '{self.name}' takes: {known}")
+            if tensor.name in arrays:
+                raise InvalidInputError(f"input '{tensor.name}' is given more than once")
+            if tensor.datatype != spec.datatype or not spec.matches(tensor.shape):
+                raise InvalidInputError(
+                    f"input '{tensor.name}': expected {spec.describe()}, got {tensor.datatype} {list(tensor.shape)}"
+                )
+            if self.max_batch_size:
+                size = tensor.shape[0]
+                if size > self.max_batch_size:
+                    raise InvalidInputError(
+                        f"input '{tensor.name}': batch size {size} exceeds max_batch_size {self.max_batch_size}"
+                    )
+                if batch is not None and size != batch:
+                    raise InvalidInputError(
+                        f"input '{tensor.name}': batch size {size} differs from the other inputs' {batch}"
+                    )
+                batch = size
+            arrays[tensor.name] = tensor.data
+        for spec in self.inputs:
+            if spec.name not in arrays and not spec.optional:
+                raise InvalidInputError(f"missing input '{spec.name}' ({spec.describe()})")
+        return arrays
+
+    def check_outputs(self, result: Any, batch: int | None = None) -> dict[str, np.ndarray[Any, Any]]:
+        """Turn predict's result into declared outputs; a wrong result is a :class:`PredictError`."""
+        if not isinstance(result, Mapping):
+            if len(self.outputs) != 1:
+                raise PredictError(
+                    f"model '{self.name}' must return a dict with outputs {sorted(self._output_names)}, "
+                    f"got {type(result).__name__}"
+                )
+            result = {self.outputs[0].name: result}
+        missing = self._output_names.difference(result)
+        if missing:
+            raise PredictError(f"model '{self.name}' returned no output {', '.join(repr(m) for m in sorted(missing))}")
+        extra = set(result).difference(self._output_names)
+        if extra:
+            raise PredictError(f"model '{self.name}' returned undeclared output(s) {', '.join(sorted(map(str, extra)))}")
+        outputs: dict[str, np.ndarray[Any, Any]] = {}
+        for spec in self.outputs:
+            where = f"output '{spec.name}'"
+            try:
+                array = coerce_output(spec.datatype, result[spec.name], where)
+            except ValueError as exc:
+                raise PredictError(str(exc)) from None
+            if not spec.matches(array.shape):
+                raise PredictError(f"{where}: expected {spec.describe()}, got {array.dtype} {list(array.shape)}")
+            if batch is not None and self.max_batch_size and array.shape[0] != batch:
+                raise PredictError(f"{where}: batch size {array.shape[0]} does not match the input batch {batch}")
+            outputs[spec.name] = array
+        return outputs
+
+    def contract(self) -> dict[str, Any]:
+        """The whole declaration as JSON-ready data (what ``omi inspect`` prints)."""
+        return {
+            "name": self.name,
+            "version": self.version,
+            "inputs": [dict(t.to_dict(), optional=t.optional) if t.optional else t.to_dict() for t in self.inputs],
+            "outputs": [t.to_dict() for t in self.outputs],
+            "load": self.load_policy.value,
+            "max_batch_size": self.max_batch_size,
+            "async": self.is_async,
+            "omi": self.metadata.to_dict(),
+        }
+
+
+def _tensors(tensors: Sequence[Tensor], where: str) -> tuple[Tensor, ...]:
+    if isinstance(tensors, (str, bytes)) or not isinstance(tensors, Sequence):
+        raise ConfigurationError(f"{where} must be a list of Tensor")
+    seen: set[str] = set()
+    for tensor in tensors:
+        if not isinstance(tensor, Tensor):
+            raise ConfigurationError(f"{where} must be Tensor(...) objects, got {tensor!r}")
+        if tensor.name in seen:
+            raise ConfigurationError(f"{where}: duplicate tensor name '{tensor.name}'")
+        seen.add(tensor.name)
+    return tuple(tensors)
+
+
+def _bind(fn: Callable[..., Any], inputs: tuple[Tensor, ...], label: str, *, skip_self: bool) -> None:
+    """Check that ``fn``'s parameters and the declared inputs match; names bind one to one."""
+    try:
+        params = list(inspect.signature(fn).parameters.values())
+    except (TypeError, ValueError) as exc:
+        raise ConfigurationError(f"{label}: cannot read its signature ({exc})") from None
+    if skip_self and params:
+        params = params[1:]
+    declared = {t.name: t for t in inputs}
+    var_keyword = False
+    named: dict[str, inspect.Parameter] = {}
+    for param in params:
+        if param.kind is param.VAR_KEYWORD:
+            var_keyword = True
+        elif param.kind is param.VAR_POSITIONAL:
+            raise ConfigurationError(f"{label}: *{param.name} cannot bind inputs; name a parameter per input")
+        elif param.kind is param.POSITIONAL_ONLY:
+            raise ConfigurationError(f"{label}: positional-only parameter '{param.name}' cannot bind an input")
+        elif param.name not in declared:
+            raise ConfigurationError(
+                f"{label}: parameter '{param.name}' is not a declared input (inputs: {', '.join(declared) or 'none'})"
+            )
+        else:
+            named[param.name] = param
+    for tensor in inputs:
+        param = named.get(tensor.name)
+        if param is None and not var_keyword:
+            raise ConfigurationError(f"{label}: declared input '{tensor.name}' has no parameter of that name")
+        if tensor.optional and param is not None and param.default is param.empty:
+            raise ConfigurationError(f"{label}: optional input '{tensor.name}' needs a default value")
+
+
+def _check_returns(fn: Callable[..., Any], outputs: tuple[Tensor, ...], label: str) -> None:
+    """Where the return annotation says what predict returns, check it against the outputs."""
+    try:
+        annotation = inspect.signature(fn, eval_str=True).return_annotation
+    except Exception:  # noqa: BLE001 - an unresolvable annotation tells us nothing
+        return
+    if annotation is inspect.Signature.empty:
+        return
+    if is_typeddict(annotation):
+        keys = set(annotation.__annotations__)
+        names = {t.name for t in outputs}
+        if keys != names:
+            raise ConfigurationError(
+                f"{label} returns {annotation.__name__} with keys {sorted(keys)}, but the outputs are {sorted(names)}"
+            )
+    elif annotation is np.ndarray or getattr(annotation, "__origin__", None) is np.ndarray:
+        if len(outputs) != 1:
+            raise ConfigurationError(
+                f"{label} returns one array, but {len(outputs)} outputs are declared "
+                f"({', '.join(t.name for t in outputs)}); return a dict by output name"
+            )
+
+
+async def _await(value: Any) -> Any:
+    return await value
+
+
+def model(
+    *,
+    name: str | None = None,
+    version: str | int = "1",
+    inputs: Sequence[Tensor] = (),
+    outputs: Sequence[Tensor] = (),
+    load: str = "eager",
+    max_batch_size: int = 0,
+    ready_timeout: float = 60.0,
+    author: str = "",
+    model_type: str = "grpc",
+    source: str = "omi-adapters",
+    description: str | Mapping[str, str] | Description | None = None,
+    resources: Mapping[str, Any] | Resources | None = None,
+    timeouts: Mapping[str, str] | Timeouts | None = None,
+    features: Mapping[str, Any] | Features | None = None,
+) -> Callable[[Callable[..., Any] | type], Model]:
+    """Declare a model: a predict function, or a class with ``load(self)`` and ``predict(self, ...)``.
+
+    Args:
+        name: the model's name on the wire (default: the function's or class's name).
+        version: the model's version.
+        inputs: the declared inputs; each binds to the predict parameter of the same name.
+        outputs: the declared outputs; predict returns one array (one output) or a dict by name.
+        load: ``"eager"`` (at start-up), ``"lazy"`` (first request), ``"background"`` (a thread).
+        max_batch_size: > 0 when the first dimension of every tensor is a batch predict accepts
+            up to this size; the serving, OMI and Triton adapters batch requests with it.
+        ready_timeout: how long a request waits for a ``background`` load before a 503.
+        author, model_type, source, description, resources, timeouts, features: OMI metadata,
+            as the OMI ``Status`` reply carries it (interfaces.md §1.3).
+
+    Raises:
+        ConfigurationError: when the declaration is inconsistent, with a message naming why.
+    """
+
+    def decorate(obj: Callable[..., Any] | type) -> Model:
+        metadata = build_metadata(
+            author=author,
+            model_type=model_type,
+            source=source,
+            description=description,
+            resources=resources,
+            timeouts=timeouts,
+            features=features,
+        )
+        return Model(
+            obj,
+            name=name or getattr(obj, "__name__", ""),
+            version=str(version),
+            inputs=inputs,
+            outputs=outputs,
+            load=load,
+            max_batch_size=max_batch_size,
+            ready_timeout=ready_timeout,
+            metadata=metadata,
+        )
+
+    return decorate

@@ -1,0 +1,163 @@
+"""The transport-neutral dispatcher every front end calls: health, metadata and inference.
+
+Front ends only translate between their wire format and :class:`InferenceRequest` /
+:class:`InferenceResponse`; finding the model, waiting for its load, checking inputs,
+running predict (sync functions in a thread pool, async ones on the loop) and checking
+outputs happen here, once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import logging
+from collections.abc import Iterable
+from typing import Any
+
+from omi_adapters import __version__
+from omi_adapters.contract import Model
+from omi_adapters.errors import ConfigurationError, InvalidInputError, ModelNotFoundError, OmiError, PredictError
+from omi_adapters.types import InferenceRequest, InferenceResponse, OutputTensor
+
+__all__ = ["DataPlane", "SERVER_NAME", "EXTENSIONS"]
+
+SERVER_NAME = "omi-adapters"
+#: Reported by server metadata: the Triton conventions this server follows (interfaces.md §2.11).
+EXTENSIONS = ("binary_tensor_data",)
+
+log = logging.getLogger("omi_adapters")
+
+
+class DataPlane:
+    """The models of one server process, and the requests they serve."""
+
+    def __init__(self, models: Iterable[Model], *, executor: concurrent.futures.Executor | None = None) -> None:
+        self._models: dict[str, dict[str, Model]] = {}
+        for model in models:
+            versions = self._models.setdefault(model.name, {})
+            if model.version in versions:
+                raise ConfigurationError(f"model '{model.name}' version {model.version} is given twice")
+            versions[model.version] = model
+        if not self._models:
+            raise ConfigurationError("no models to serve")
+        self.executor = executor
+
+    @property
+    def models(self) -> list[Model]:
+        """Every served model (all versions), in the order given."""
+        return [m for versions in self._models.values() for m in versions.values()]
+
+    def start(self) -> None:
+        """Start every model's load as its policy says (eager models load here)."""
+        for model in self.models:
+            model.start()
+
+    def live(self) -> bool:
+        """The server answers requests."""
+        return True
+
+    def ready(self) -> bool:
+        """Every model is loaded and can serve now."""
+        return all(m.ready for m in self.models)
+
+    def get(self, name: str, version: str | None = None) -> Model:
+        """The model of that name (and version; the newest when none is given)."""
+        versions = self._models.get(name)
+        if versions is None:
+            raise ModelNotFoundError(f"unknown model '{name}'")
+        if not version:
+            return next(reversed(versions.values()))
+        model = versions.get(version)
+        if model is None:
+            raise ModelNotFoundError(f"model '{name}' has no version '{version}' (versions: {', '.join(versions)})")
+        return model
+
+    def server_metadata(self) -> dict[str, Any]:
+        """``$metadata_server_response``."""
+        return {"name": SERVER_NAME, "version": __version__, "extensions": list(EXTENSIONS)}
+
+    def model_metadata(self, name: str, version: str | None = None) -> dict[str, Any]:
+        """``$metadata_model_response`` (interfaces.md §2.3)."""
+        model = self.get(name, version)
+        return {
+            "name": model.name,
+            "versions": list(self._models[model.name]),
+            "platform": "python",
+            "inputs": [t.to_dict() for t in model.inputs],
+            "outputs": [t.to_dict() for t in model.outputs],
+        }
+
+    def model_index(self) -> list[dict[str, Any]]:
+        """Every model with its version and state, as a repository index lists them."""
+        index = []
+        for model in self.models:
+            entry: dict[str, Any] = {"name": model.name, "version": model.version, "state": model.state.value}
+            if model.load_error is not None:
+                entry["reason"] = str(model.load_error)
+            index.append(entry)
+        return index
+
+    async def wait_ready(self, model: Model) -> Any:
+        """Return the model's predict function, loading it off the loop if it must load."""
+        if model.ready:
+            return model.wait_ready(0)
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self.executor, model.wait_ready)
+
+    async def infer(self, name: str, version: str | None, request: InferenceRequest) -> InferenceResponse:
+        """Run one inference request through the model's contract."""
+        model = self.get(name, version)
+        predict = await self.wait_ready(model)
+        arrays = model.bind_inputs(request.inputs)
+        names = _requested_names(model, request)
+        batch = request.inputs[0].shape[0] if model.max_batch_size and request.inputs else None
+        if model.is_async:
+            result = await _call_async(model, predict, arrays)
+        else:
+            loop = asyncio.get_running_loop()
+            result = await loop.run_in_executor(self.executor, _call_sync, model, predict, arrays)
+        outputs = model.check_outputs(result, batch)
+        tensors = [
+            OutputTensor(name=spec.name, datatype=spec.datatype, shape=outputs[spec.name].shape, data=outputs[spec.name])
+            for spec in model.outputs
+            if names is None or spec.name in names
+        ]
+        return InferenceResponse(model_name=model.name, model_version=model.version, outputs=tensors, id=request.id)
+
+
+def _requested_names(model: Model, request: InferenceRequest) -> set[str] | None:
+    if not request.outputs:
+        return None
+    declared = {t.name for t in model.outputs}
+    names = set()
+    for output in request.outputs:
+        if output.name not in declared:
+            raise InvalidInputError(
+                f"unknown output '{output.name}' requested; model '{model.name}' has: {', '.join(sorted(declared))}"
+            )
+        names.add(output.name)
+    return names
+
+
+def _call_sync(model: Model, predict: Any, arrays: dict[str, Any]) -> Any:
+    try:
+        return predict(**arrays)
+    except OmiError:
+        raise
+    except Exception as exc:
+        raise _predict_failed(model, exc) from exc
+
+
+async def _call_async(model: Model, predict: Any, arrays: dict[str, Any]) -> Any:
+    try:
+        return await predict(**arrays)
+    except OmiError:
+        raise
+    except Exception as exc:
+        raise _predict_failed(model, exc) from exc
+
+
+def _predict_failed(model: Model, exc: Exception) -> PredictError:
+    log.exception("predict of model %r raised", model.name)
+    text = str(exc)
+    return PredictError(f"model '{model.name}' failed: {type(exc).__name__}{': ' + text if text else ''}")

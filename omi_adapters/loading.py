@@ -1,0 +1,147 @@
+"""Load a model once per process under any of the three policies, and tell the truth about it.
+
+- ``eager``: :meth:`Loader.start` loads before the server accepts traffic.
+- ``lazy``: the first request loads; concurrent first requests wait for that one load.
+- ``background``: :meth:`Loader.start` loads in a thread; requests wait for it up to a timeout.
+
+A failed load is kept (state ``FAILED`` and the error) and is not retried behind the user's
+back: only ``load(retry=True)`` runs the loader again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import enum
+import inspect
+import logging
+import threading
+import time
+from typing import Any, Callable, Generic, TypeVar
+
+from omi_adapters.errors import ModelLoadError, ModelNotReadyError
+
+__all__ = ["LoadPolicy", "LoadState", "Loader"]
+
+T = TypeVar("T")
+log = logging.getLogger("omi_adapters")
+
+
+class LoadPolicy(str, enum.Enum):
+    """When a model loads: at start-up, on the first request, or in a background thread."""
+
+    EAGER = "eager"
+    LAZY = "lazy"
+    BACKGROUND = "background"
+
+
+class LoadState(str, enum.Enum):
+    """Where a model's load stands."""
+
+    UNLOADED = "UNLOADED"
+    LOADING = "LOADING"
+    READY = "READY"
+    FAILED = "FAILED"
+
+
+class Loader(Generic[T]):
+    """Runs ``load_fn`` at most once (until a retry is asked for) and keeps its result."""
+
+    def __init__(self, name: str, load_fn: Callable[[], T], policy: LoadPolicy) -> None:
+        self.name = name
+        self.policy = policy
+        self._load_fn = load_fn
+        self._lock = threading.Lock()  # held for the whole load
+        self._thread_lock = threading.Lock()  # guards starting the background thread only
+        self._finished = threading.Event()
+        self._thread: threading.Thread | None = None
+        self.state = LoadState.UNLOADED
+        self.error: BaseException | None = None
+        self.value: T | None = None
+        self.seconds: float | None = None
+
+    @property
+    def ready(self) -> bool:
+        """True once the loader has succeeded."""
+        return self.state is LoadState.READY
+
+    def start(self) -> None:
+        """Begin loading as the policy says: now (eager), in a thread (background), or not (lazy)."""
+        if self.policy is LoadPolicy.EAGER:
+            try:
+                self.load()
+            except ModelLoadError:
+                pass  # recorded; readiness and every request report it
+        elif self.policy is LoadPolicy.BACKGROUND:
+            self._start_thread()
+
+    def load(self, retry: bool = False) -> T:
+        """Load unless loaded; with ``retry``, run the loader again after a failure."""
+        with self._lock:
+            if self.state is LoadState.READY:
+                return self.value  # type: ignore[return-value]
+            if self.state is LoadState.FAILED and not retry:
+                raise self._failure()
+            self.state = LoadState.LOADING
+            self._finished.clear()
+            started = time.perf_counter()
+            try:
+                value = self._load_fn()
+                if inspect.isawaitable(value):
+                    value = asyncio.run(_await(value))
+            except BaseException as exc:  # noqa: BLE001 - any loader failure is the model's state
+                self.seconds = time.perf_counter() - started
+                self.state, self.error = LoadState.FAILED, exc
+                log.error("model %r failed to load in %.3fs: %r", self.name, self.seconds, exc)
+                self._finished.set()
+                if not isinstance(exc, Exception):
+                    raise
+                raise self._failure() from exc
+            self.seconds = time.perf_counter() - started
+            self.value, self.error, self.state = value, None, LoadState.READY
+            log.info("model %r loaded in %.3fs", self.name, self.seconds)
+            self._finished.set()
+            return value
+
+    def wait(self, timeout: float | None) -> T:
+        """Return the loaded value, loading it first if the policy lets a request do that.
+
+        Under ``background`` the caller waits up to ``timeout`` seconds for the loading thread,
+        then gets :class:`ModelNotReadyError`; a failure gets :class:`ModelLoadError`.
+        """
+        if self.state is LoadState.READY:
+            return self.value  # type: ignore[return-value]
+        if self.state is LoadState.FAILED:
+            raise self._failure()
+        if self.policy is not LoadPolicy.BACKGROUND:
+            return self.load()
+        self._start_thread()
+        if not self._finished.wait(timeout):
+            raise ModelNotReadyError(f"model '{self.name}' is still loading")
+        return self.wait(0)
+
+    def _start_thread(self) -> None:
+        with self._thread_lock:
+            if self._thread is not None or self.state is not LoadState.UNLOADED:
+                return
+            self._thread = threading.Thread(target=self._load_quietly, name=f"load-{self.name}", daemon=True)
+            self._thread.start()
+
+    def _load_quietly(self) -> None:
+        try:
+            self.load()
+        except ModelLoadError:
+            pass  # recorded in state/error
+
+    def _failure(self) -> ModelLoadError:
+        return ModelLoadError(f"model '{self.name}' failed to load: {_describe(self.error)}")
+
+
+async def _await(value: Any) -> Any:
+    return await value
+
+
+def _describe(exc: BaseException | None) -> str:
+    if exc is None:
+        return "unknown error"
+    text = str(exc)
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__

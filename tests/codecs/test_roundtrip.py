@@ -1,0 +1,121 @@
+"""Property-based round trips over every datatype, random shapes, JSON and binary encodings."""
+
+from __future__ import annotations
+
+import numpy as np
+import orjson
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from hypothesis.extra import numpy as hnp
+
+from omi_adapters.codecs import binary, oip_json, tensors, typed_contents
+from omi_adapters.types import ARRAY_DTYPES, DATATYPES, InferenceResponse, OutputTensor
+
+shapes = hnp.array_shapes(min_dims=0, max_dims=3, min_side=0, max_side=4)
+
+
+@st.composite
+def arrays(draw, datatype: str | None = None):
+    datatype = datatype or draw(st.sampled_from(DATATYPES))
+    shape = draw(shapes)
+    if datatype == "BYTES":
+        flat = draw(st.lists(st.binary(max_size=12), min_size=int(np.prod(shape)), max_size=int(np.prod(shape))))
+        array = np.empty(len(flat), dtype=object)
+        array[:] = flat
+        return datatype, array.reshape(shape)
+    if datatype == "BF16":
+        finite = st.floats(-(2.0**126), 2.0**126, width=32)
+        return datatype, tensors.bf16_to_float32(tensors.float32_to_bf16(draw(hnp.arrays(np.float32, shape, elements=finite))))
+    dtype = ARRAY_DTYPES[datatype]
+    elements = None
+    if dtype.kind == "f":  # JSON has no NaN or infinity
+        elements = st.floats(allow_nan=False, allow_infinity=False, width=dtype.itemsize * 8)
+    return datatype, draw(hnp.arrays(dtype, shape, elements=elements))
+
+
+def nest(flat: list, shape: tuple[int, ...]) -> list:
+    """Nest a flat list as ``shape`` in pure Python (numpy would turn big uint64 into floats)."""
+    if len(shape) <= 1:
+        return flat
+    step = len(flat) // shape[0] if shape[0] else 0
+    return [nest(flat[i * step : (i + 1) * step], shape[1:]) for i in range(shape[0])]
+
+
+def same(datatype: str, a: np.ndarray, b: np.ndarray) -> bool:
+    if a.shape != b.shape:
+        return False
+    if datatype == "BYTES":
+        return [bytes(x) for x in a.reshape(-1)] == [bytes(x) for x in b.reshape(-1)]
+    assert b.dtype == ARRAY_DTYPES[datatype]
+    return np.array_equal(a, b, equal_nan=a.dtype.kind == "f")
+
+
+@settings(max_examples=300, deadline=None)
+@given(arrays())
+def test_raw_round_trip(case) -> None:
+    datatype, array = case
+    raw = tensors.to_raw(datatype, array)
+    assert same(datatype, array, tensors.from_raw(datatype, bytes(raw), array.shape, "x"))
+
+
+@settings(max_examples=300, deadline=None)
+@given(arrays(), st.booleans())
+def test_json_request_round_trip(case, nested) -> None:
+    datatype, array = case
+    response = InferenceResponse("m", "1", [OutputTensor("T", datatype, array.shape, array)])
+    obj = orjson.loads(oip_json.encode_response(response))["outputs"][0]
+    if nested and array.ndim > 1 and datatype != "BYTES":
+        obj["data"] = nest(obj["data"], array.shape)
+    request = oip_json.decode_request(orjson.dumps({"inputs": [obj]}))
+    assert same(datatype, array, request.inputs[0].data)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(arrays(), min_size=1, max_size=3), st.booleans())
+def test_binary_request_and_response_round_trip(cases, all_binary) -> None:
+    outputs = [OutputTensor(f"T{i}", dt, a.shape, a) for i, (dt, a) in enumerate(cases)]
+    choice = {"*": all_binary, "T0": True}
+    chunks, header_length = binary.encode_response(InferenceResponse("m", "1", outputs, id="7"), choice)
+    body = b"".join(bytes(c) for c in chunks)
+    assert header_length is not None
+    header = orjson.loads(body[:header_length])
+    assert header["id"] == "7"
+    # A response is a valid request body once outputs are renamed inputs.
+    header = {"inputs": header["outputs"]}
+    new_header = orjson.dumps(header)
+    request = binary.decode_request(new_header + body[header_length:], len(new_header))
+    for (datatype, array), decoded in zip(cases, request.inputs):
+        assert same(datatype, array, decoded.data)
+
+
+@settings(max_examples=200, deadline=None)
+@given(arrays())
+def test_typed_contents_round_trip(case) -> None:
+    datatype, array = case
+    if datatype not in typed_contents.CONTENTS_FIELD:
+        return
+    field, values = typed_contents.to_typed(datatype, array)
+    assert field == typed_contents.CONTENTS_FIELD[datatype]
+    assert same(datatype, array, typed_contents.from_typed(datatype, values, array.shape, "x"))
+
+
+def test_fixed_size_decoding_does_not_copy() -> None:
+    body = bytearray(np.arange(6, dtype="<f4").tobytes())
+    array = tensors.from_raw("FP32", memoryview(body), (2, 3), "x")
+    body[0:4] = np.float32(42).tobytes()
+    assert array[0, 0] == 42  # a view of the request's own bytes
+
+
+@settings(max_examples=200, deadline=None)
+@given(hnp.arrays(np.uint16, shapes))
+def test_bf16_bits_round_trip_through_float32(bits) -> None:
+    back = tensors.float32_to_bf16(tensors.bf16_to_float32(bits))
+    nan = np.isnan(tensors.bf16_to_float32(bits))
+    assert np.array_equal(back[~nan], bits[~nan]) and np.isnan(tensors.bf16_to_float32(back)[nan]).all()
+
+
+def test_bf16_rounds_to_nearest_even() -> None:
+    values = np.array([1.0, 1.00390625, 1.01171875, -2.5, np.inf, np.nan], np.float32)
+    bits = tensors.float32_to_bf16(values)
+    assert bits.tolist()[:5] == [0x3F80, 0x3F80, 0x3F82, 0xC020, 0x7F80]
+    assert np.isnan(tensors.bf16_to_float32(bits)[5])
