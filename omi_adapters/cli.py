@@ -1,36 +1,88 @@
-"""The ``omi`` command: ``inspect``, ``serve`` and ``build`` a model."""
+"""The ``omi`` command: ``inspect``, ``serve`` and ``build`` models.
+
+Each build target lives in its own adapter distribution; the CLI finds it through an explicit
+table (never by import side effects) and says which package to install when it is missing.
+"""
 
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
 import sys
 from collections.abc import Sequence
+from types import ModuleType
 
 from omi_adapters.errors import OmiError
 from omi_adapters.targets import load_targets
 
-__all__ = ["main"]
+__all__ = ["main", "BUILDERS"]
+
+#: ``omi build KIND`` -> (module, distribution to install). Each module defines
+#: ``add_arguments(parser)`` and ``build(models, args) -> int``.
+BUILDERS: dict[str, tuple[str, str]] = {
+    "lambda": ("omi_lambda.build", "omi-adapters-lambda"),
+    "knative": ("omi_knative.build", "omi-adapters-knative"),
+    "triton": ("omi_triton.build", "omi-adapters-triton"),
+}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the ``omi`` command; returns the exit code."""
+    argv = list(sys.argv[1:] if argv is None else argv)
     parser = argparse.ArgumentParser(prog="omi", description="Serve one predict function on every model-serving target.")
     commands = parser.add_subparsers(dest="command", required=True)
+    target_help = "path/to/file.py[:attr] or package.module[:attr]"
 
     inspect = commands.add_parser("inspect", help="print the contract of each model as JSON")
-    inspect.add_argument("targets", nargs="+", metavar="TARGET", help="path/to/file.py[:attr] or package.module[:attr]")
+    inspect.add_argument("targets", nargs="+", metavar="TARGET", help=target_help)
+
+    serve = commands.add_parser("serve", help="serve models over OIP REST, OIP gRPC and OMI gRPC")
+    serve.add_argument("targets", nargs="+", metavar="TARGET", help=target_help)
+    _serve_module().add_arguments(serve)
+
+    build = commands.add_parser("build", help="write a deployable artifact")
+    kinds = build.add_subparsers(dest="kind", required=True)
+    builders: dict[str, ModuleType | None] = {}
+    for kind, (module_name, distribution) in BUILDERS.items():
+        sub = kinds.add_parser(kind, help=f"build for {kind} (needs {distribution})")
+        sub.add_argument("targets", nargs="+", metavar="TARGET", help=target_help)
+        # Only the chosen builder is imported: a Lambda build must not import Triton's tooling.
+        chosen = len(argv) > 1 and argv[0] == "build" and argv[1] == kind
+        module = _optional(module_name) if chosen else None
+        builders[kind] = module
+        if module is not None:
+            module.add_arguments(sub)
+        elif chosen:
+            parser.error(f"'omi build {kind}' needs the {distribution} package: pip install {distribution}")
 
     args = parser.parse_args(argv)
     try:
+        models = load_targets(args.targets)
         if args.command == "inspect":
-            models = load_targets(args.targets)
             print(json.dumps([m.contract() for m in models], indent=2))
             return 0
+        if args.command == "serve":
+            return int(_serve_module().run(models, args))
+        module = builders[args.kind]
+        assert module is not None
+        return int(module.build(models, args))
     except OmiError as exc:
         print(f"omi: {exc}", file=sys.stderr)
         return 2
-    return 2  # pragma: no cover - argparse rejects unknown commands
+
+
+def _serve_module() -> ModuleType:
+    return importlib.import_module("omi_adapters.server")
+
+
+def _optional(name: str) -> ModuleType | None:
+    try:
+        return importlib.import_module(name)
+    except ModuleNotFoundError as exc:
+        if exc.name and name.startswith(exc.name.split(".")[0]):
+            return None
+        raise
 
 
 if __name__ == "__main__":  # pragma: no cover
