@@ -16,6 +16,7 @@ from typing import Any
 
 from omi_adapters import __version__
 from omi_adapters.contract import Model
+from omi_adapters.loading import LoadPolicy, LoadState
 from omi_adapters.errors import ConfigurationError, InvalidInputError, ModelNotFoundError, OmiError, PredictError
 from omi_adapters.types import InferenceRequest, InferenceResponse, OutputTensor
 
@@ -57,8 +58,20 @@ class DataPlane:
         return True
 
     def ready(self) -> bool:
-        """Every model is loaded and can serve now."""
-        return all(m.ready for m in self.models)
+        """Every model can take requests now (see :meth:`model_ready`)."""
+        return all(self.model_ready(m) for m in self.models)
+
+    @staticmethod
+    def model_ready(model: Model) -> bool:
+        """The model can take requests: loaded, or lazy and not yet asked to load.
+
+        A lazy model loads on its first request, so it is ready before it loads; reporting it
+        not ready would keep probes (Knative, KServe) from ever sending that request. A
+        background load in progress, or any failed load, is not ready.
+        """
+        if model.ready:
+            return True
+        return model.load_policy is LoadPolicy.LAZY and model.state is LoadState.UNLOADED
 
     def get(self, name: str, version: str | None = None) -> Model:
         """The model of that name (and version; the newest when none is given)."""

@@ -1,0 +1,224 @@
+"""The Open Inference Protocol over gRPC: ``inference.GRPCInferenceService`` (interfaces.md §2.8, §2.9).
+
+A ``grpc.aio`` servicer that translates protobuf messages to the transport-neutral request and
+response types and calls the shared :class:`DataPlane`. Raw contents (``raw_input_contents``)
+are decoded with ``np.frombuffer``, without copying; typed contents through
+:mod:`omi_adapters.codecs.typed_contents`. Replies use raw contents unless the request sent
+typed contents and every output has a typed field (FP16/BF16 never do, §0.4).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from typing import Any
+
+import grpc
+from grpc_health.v1 import health, health_pb2
+from grpc_reflection.v1alpha import reflection
+
+from omi_adapters.codecs.tensors import check_shape, from_raw, to_raw
+from omi_adapters.codecs.typed_contents import CONTENTS_FIELD, from_typed, to_typed
+from omi_adapters.dataplane import DataPlane
+from omi_adapters.errors import ErrorCode, InvalidInputError, OmiError
+from omi_adapters.protos import open_inference_grpc_pb2 as pb
+from omi_adapters.protos import open_inference_grpc_pb2_grpc as pb_grpc
+from omi_adapters.types import DATATYPES, InferenceRequest, InferenceResponse, InputTensor, Parameters, RequestedOutput
+
+__all__ = ["GRPC_STATUS", "SERVICE_NAME", "add_to_server", "InferenceServicer"]
+
+SERVICE_NAME = pb.DESCRIPTOR.services_by_name["GRPCInferenceService"].full_name
+
+log = logging.getLogger("omi_adapters.grpc")
+
+#: The one table from the error tree to gRPC status codes.
+GRPC_STATUS: dict[ErrorCode, grpc.StatusCode] = {
+    ErrorCode.INVALID_ARGUMENT: grpc.StatusCode.INVALID_ARGUMENT,
+    ErrorCode.RESOURCE_EXHAUSTED: grpc.StatusCode.RESOURCE_EXHAUSTED,
+    ErrorCode.NOT_FOUND: grpc.StatusCode.NOT_FOUND,
+    ErrorCode.UNAVAILABLE: grpc.StatusCode.UNAVAILABLE,
+    ErrorCode.DEADLINE_EXCEEDED: grpc.StatusCode.DEADLINE_EXCEEDED,
+    ErrorCode.INTERNAL: grpc.StatusCode.INTERNAL,
+}
+
+
+# --- protobuf <-> transport-neutral types -------------------------------------------------------
+
+
+def _parameters(params: Any) -> Parameters:
+    out: Parameters = {}
+    for key, value in params.items():
+        choice = value.WhichOneof("parameter_choice")
+        if choice is not None:
+            out[key] = getattr(value, choice)
+    return out
+
+
+def _set_parameters(target: Any, params: Parameters) -> None:
+    for key, value in params.items():
+        slot = target[key]
+        if isinstance(value, bool):
+            slot.bool_param = value
+        elif isinstance(value, int):
+            if value < 0 or value < 2**63:
+                slot.int64_param = value
+            else:
+                slot.uint64_param = value
+        elif isinstance(value, float):
+            slot.double_param = value
+        else:
+            slot.string_param = str(value)
+
+
+def decode_request(message: pb.ModelInferRequest) -> InferenceRequest:
+    """A ``ModelInferRequest`` as an :class:`InferenceRequest`, checking every field."""
+    raw = message.raw_input_contents
+    if raw and len(raw) != len(message.inputs):
+        raise InvalidInputError(
+            f"raw_input_contents has {len(raw)} entries for {len(message.inputs)} inputs; it needs one per input"
+        )
+    inputs = []
+    for index, tensor in enumerate(message.inputs):
+        if not tensor.name:
+            raise InvalidInputError(f"inputs[{index}]: 'name' must not be empty")
+        where = f"input '{tensor.name}'"
+        if tensor.datatype not in DATATYPES:
+            raise InvalidInputError(f"{where}: unknown datatype {tensor.datatype!r}; expected one of {', '.join(DATATYPES)}")
+        shape = check_shape(list(tensor.shape), where)
+        if raw:
+            if tensor.HasField("contents"):
+                raise InvalidInputError(f"{where}: has both contents and raw_input_contents; send one of them")
+            data = from_raw(tensor.datatype, memoryview(raw[index]), shape, where)
+        else:
+            field = CONTENTS_FIELD.get(tensor.datatype)
+            values = getattr(tensor.contents, field) if field else ()
+            data = from_typed(tensor.datatype, values, shape, where)
+        inputs.append(
+            InputTensor(
+                name=tensor.name, datatype=tensor.datatype, shape=shape, data=data, parameters=_parameters(tensor.parameters)
+            )
+        )
+    outputs = [RequestedOutput(o.name, _parameters(o.parameters)) for o in message.outputs] or None
+    return InferenceRequest(
+        inputs=inputs, id=message.id or None, parameters=_parameters(message.parameters), outputs=outputs
+    )
+
+
+def encode_response(response: InferenceResponse, *, typed: bool) -> pb.ModelInferResponse:
+    """An :class:`InferenceResponse` as a ``ModelInferResponse`` (raw contents unless ``typed``)."""
+    typed = typed and all(o.datatype in CONTENTS_FIELD for o in response.outputs)
+    message = pb.ModelInferResponse(
+        model_name=response.model_name, model_version=response.model_version or "", id=response.id or ""
+    )
+    _set_parameters(message.parameters, response.parameters)
+    for output in response.outputs:
+        tensor = message.outputs.add(name=output.name, datatype=output.datatype, shape=output.shape)
+        _set_parameters(tensor.parameters, output.parameters)
+        if typed:
+            field, values = to_typed(output.datatype, output.data)
+            getattr(tensor.contents, field).extend(values)
+        else:
+            message.raw_output_contents.append(bytes(to_raw(output.datatype, output.data)))
+    return message
+
+
+# --- the service ---------------------------------------------------------------------------------
+
+
+class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
+    """``inference.GRPCInferenceService`` over one :class:`DataPlane`."""
+
+    def __init__(self, dataplane: DataPlane) -> None:
+        self.dataplane = dataplane
+
+    async def ServerLive(self, request: pb.ServerLiveRequest, context: grpc.aio.ServicerContext) -> pb.ServerLiveResponse:
+        return pb.ServerLiveResponse(live=self.dataplane.live())
+
+    async def ServerReady(self, request: pb.ServerReadyRequest, context: grpc.aio.ServicerContext) -> pb.ServerReadyResponse:
+        return pb.ServerReadyResponse(ready=self.dataplane.ready())
+
+    async def ModelReady(self, request: pb.ModelReadyRequest, context: grpc.aio.ServicerContext) -> pb.ModelReadyResponse:
+        try:
+            model = self.dataplane.get(request.name, request.version or None)
+        except OmiError as exc:
+            await _abort(context, exc)
+        return pb.ModelReadyResponse(ready=self.dataplane.model_ready(model))
+
+    async def ServerMetadata(
+        self, request: pb.ServerMetadataRequest, context: grpc.aio.ServicerContext
+    ) -> pb.ServerMetadataResponse:
+        return pb.ServerMetadataResponse(**self.dataplane.server_metadata())
+
+    async def ModelMetadata(
+        self, request: pb.ModelMetadataRequest, context: grpc.aio.ServicerContext
+    ) -> pb.ModelMetadataResponse:
+        try:
+            meta = self.dataplane.model_metadata(request.name, request.version or None)
+        except OmiError as exc:
+            await _abort(context, exc)
+        tensors = {
+            key: [pb.ModelMetadataResponse.TensorMetadata(name=t["name"], datatype=t["datatype"], shape=t["shape"]) for t in meta[key]]
+            for key in ("inputs", "outputs")
+        }
+        return pb.ModelMetadataResponse(name=meta["name"], versions=meta["versions"], platform=meta["platform"], **tensors)
+
+    async def ModelInfer(self, request: pb.ModelInferRequest, context: grpc.aio.ServicerContext) -> pb.ModelInferResponse:
+        try:
+            return await self._infer(request)
+        except OmiError as exc:
+            await _abort(context, exc)
+        except Exception as exc:  # noqa: BLE001 - never a traceback on the wire
+            log.exception("unexpected error in ModelInfer")
+            await context.abort(grpc.StatusCode.INTERNAL, f"internal server error ({type(exc).__name__})")
+        raise AssertionError("unreachable")
+
+    async def ModelStreamInfer(
+        self, requests: AsyncIterator[pb.ModelInferRequest], context: grpc.aio.ServicerContext
+    ) -> AsyncIterator[pb.ModelStreamInferResponse]:
+        # Triton's stream (§2.9): one reply per request, in order; a failed request is reported
+        # in error_message and the stream goes on.
+        async for request in requests:
+            try:
+                yield pb.ModelStreamInferResponse(infer_response=await self._infer(request))
+            except OmiError as exc:
+                yield pb.ModelStreamInferResponse(error_message=exc.message)
+            except Exception as exc:  # noqa: BLE001
+                log.exception("unexpected error in ModelStreamInfer")
+                yield pb.ModelStreamInferResponse(error_message=f"internal server error ({type(exc).__name__})")
+
+    async def _infer(self, request: pb.ModelInferRequest) -> pb.ModelInferResponse:
+        self.dataplane.get(request.model_name, request.model_version or None)  # NOT_FOUND before decoding
+        decoded = decode_request(request)
+        response = await self.dataplane.infer(request.model_name, request.model_version or None, decoded)
+        return encode_response(response, typed=not request.raw_input_contents and bool(request.inputs))
+
+
+async def _abort(context: grpc.aio.ServicerContext, exc: OmiError) -> Any:
+    await context.abort(GRPC_STATUS[exc.code], exc.message)
+
+
+class _Health(health.aio.HealthServicer):
+    """Standard ``grpc.health.v1.Health``: SERVING once every model can take requests."""
+
+    def __init__(self, dataplane: DataPlane) -> None:
+        super().__init__()
+        self.dataplane = dataplane
+
+    async def _refresh(self) -> None:
+        status = health_pb2.HealthCheckResponse.SERVING if self.dataplane.ready() else health_pb2.HealthCheckResponse.NOT_SERVING
+        for service in ("", SERVICE_NAME):
+            await self.set(service, status)
+
+    async def Check(self, request: Any, context: grpc.aio.ServicerContext) -> Any:
+        await self._refresh()
+        return await super().Check(request, context)
+
+
+def add_to_server(server: grpc.aio.Server, dataplane: DataPlane) -> None:
+    """Register the OIP service, gRPC health checking and server reflection on ``server``."""
+    pb_grpc.add_GRPCInferenceServiceServicer_to_server(InferenceServicer(dataplane), server)
+    from grpc_health.v1 import health_pb2_grpc
+
+    health_pb2_grpc.add_HealthServicer_to_server(_Health(dataplane), server)
+    names = (SERVICE_NAME, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name, reflection.SERVICE_NAME)
+    reflection.enable_server_reflection(names, server)

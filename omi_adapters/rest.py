@@ -1,0 +1,366 @@
+"""The Open Inference Protocol over REST (interfaces.md §2.2-§2.6).
+
+:func:`build_app` returns one ASGI application. Inference and health, the routes that carry the
+traffic, are answered by a small ASGI callable that decodes with orjson and numpy and sends
+binary outputs as separate chunks; every other path (metadata, ``/docs``, ``/openapi.json``)
+goes to a FastAPI application, which also documents the hot routes. Both share one
+implementation of each endpoint, so the documented behaviour is the served one.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable, MutableMapping
+from typing import Any
+
+import orjson
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.openapi.utils import get_openapi
+from fastapi.responses import Response
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from omi_adapters import __version__, rest_docs
+from omi_adapters.codecs import binary, oip_json
+from omi_adapters.dataplane import DataPlane
+from omi_adapters.errors import ErrorCode, InvalidInputError, OmiError, PayloadTooLargeError
+from omi_adapters.types import InferenceRequest
+
+__all__ = ["build_app", "HTTP_STATUS", "DEFAULT_MAX_BODY_BYTES"]
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+
+log = logging.getLogger("omi_adapters.rest")
+
+#: The one table from the error tree to HTTP (§2.5, as KServe maps them).
+HTTP_STATUS: dict[ErrorCode, int] = {
+    ErrorCode.INVALID_ARGUMENT: 400,
+    ErrorCode.RESOURCE_EXHAUSTED: 413,
+    ErrorCode.NOT_FOUND: 404,
+    ErrorCode.UNAVAILABLE: 503,
+    ErrorCode.DEADLINE_EXCEEDED: 504,
+    ErrorCode.INTERNAL: 500,
+}
+
+#: Bodies larger than this are refused with 413 before they are read.
+DEFAULT_MAX_BODY_BYTES = 512 * 1024 * 1024
+
+_JSON = [(b"content-type", b"application/json")]
+_BINARY = b"application/octet-stream"
+
+# (status, extra headers, body chunks)
+Reply = tuple[int, list[tuple[bytes, bytes]], list[bytes | memoryview]]
+
+
+class _Endpoints:
+    """The OIP endpoints as transport-light functions: a DataPlane in, status and body out."""
+
+    def __init__(self, dataplane: DataPlane) -> None:
+        self.dataplane = dataplane
+
+    def live(self) -> Reply:
+        return 200, list(_JSON), [b'{"live":true}']
+
+    def ready(self) -> Reply:
+        if self.dataplane.ready():
+            return 200, list(_JSON), [b'{"ready":true}']
+        return 503, list(_JSON), [b'{"ready":false}']
+
+    def model_ready(self, name: str, version: str | None) -> Reply:
+        model = self.dataplane.get(name, version)
+        ready = self.dataplane.model_ready(model)
+        return (200 if ready else 503), list(_JSON), [orjson.dumps({"name": model.name, "ready": ready})]
+
+    async def infer(self, name: str, version: str | None, header: bytes | None, body: bytes) -> Reply:
+        model = self.dataplane.get(name, version)
+        request = _decode(model, header, body)
+        response = await self.dataplane.infer(name, version, request)
+        chunks, header_length = binary.encode_response(response, binary.wants_binary(request))
+        if header_length is None:
+            return 200, list(_JSON), chunks
+        headers = [(b"content-type", _BINARY), (b"inference-header-content-length", str(header_length).encode())]
+        return 200, headers, chunks
+
+
+def _decode(model: Any, header: bytes | None, body: bytes) -> InferenceRequest:
+    """Parse an infer body whatever its content type: JSON, or binary when the header says so (§2.6)."""
+    if header is None:
+        return oip_json.decode_request(body)
+    length = binary.parse_header_length(header, len(body))
+    if length > 0:
+        return binary.decode_request(body, length)
+    # Inference-Header-Content-Length: 0 is a raw binary request, only for one-input models.
+    if len(model.inputs) != 1:
+        raise InvalidInputError(
+            f"a raw binary request (Inference-Header-Content-Length: 0) needs a model with one input; "
+            f"model '{model.name}' has {len(model.inputs)}"
+        )
+    spec = model.inputs[0]
+    return binary.decode_raw_request(body, spec.name, spec.datatype, spec.shape)
+
+
+def _error(exc: OmiError) -> Reply:
+    return HTTP_STATUS[exc.code], list(_JSON), [orjson.dumps({"error": exc.message})]
+
+
+def _internal(exc: BaseException) -> Reply:
+    # A bug of ours, not the user's predict (that is a PredictError): log it, never send the traceback.
+    log.exception("unexpected error while serving a request")
+    return 500, list(_JSON), [orjson.dumps({"error": f"internal server error ({type(exc).__name__})"})]
+
+
+def _route(path: str) -> tuple[str, str | None, str | None] | None:
+    """Match the hot routes: ('live'|'ready'|'model_ready'|'infer', model, version)."""
+    if path == "/v2/health/live":
+        return "live", None, None
+    if path == "/v2/health/ready":
+        return "ready", None, None
+    if not path.startswith("/v2/models/"):
+        return None
+    parts = path[len("/v2/models/") :].split("/")
+    if len(parts) == 2 and parts[0]:
+        name, version, action = parts[0], None, parts[1]
+    elif len(parts) == 4 and parts[0] and parts[1] == "versions" and parts[2]:
+        name, version, action = parts[0], parts[2], parts[3]
+    else:
+        return None
+    if action == "infer":
+        return "infer", name, version
+    if action == "ready":
+        return "model_ready", name, version
+    return None
+
+
+class OipApp:
+    """The ASGI application: hot routes here, everything else to FastAPI."""
+
+    def __init__(self, dataplane: DataPlane, *, max_body_bytes: int = DEFAULT_MAX_BODY_BYTES) -> None:
+        self.dataplane = dataplane
+        self.endpoints = _Endpoints(dataplane)
+        self.max_body_bytes = max_body_bytes
+        self.fastapi = _fastapi_app(self.endpoints, self)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            route = _route(scope["path"])
+            if route is not None:
+                kind, name, version = route
+                method = scope["method"]
+                if kind == "infer" and method == "POST":
+                    await self._infer(scope, receive, send, name, version)  # type: ignore[arg-type]
+                    return
+                if kind != "infer" and method in ("GET", "HEAD"):
+                    await _send(send, self._health(kind, name, version), head=method == "HEAD")
+                    return
+        await self.fastapi(scope, receive, send)
+
+    def _health(self, kind: str, name: str | None, version: str | None) -> Reply:
+        try:
+            if kind == "live":
+                return self.endpoints.live()
+            if kind == "ready":
+                return self.endpoints.ready()
+            return self.endpoints.model_ready(name or "", version)
+        except OmiError as exc:
+            return _error(exc)
+
+    async def _infer(self, scope: Scope, receive: Receive, send: Send, name: str, version: str | None) -> None:
+        header = None
+        declared = None
+        for key, value in scope["headers"]:
+            if key == b"inference-header-content-length":
+                header = value
+            elif key == b"content-length":
+                declared = value
+        try:
+            body = await self.read_body(receive, declared)
+            if body is None:
+                return  # the client went away
+            reply = await self.endpoints.infer(name, version, header, body)
+        except OmiError as exc:
+            reply = _error(exc)
+        except Exception as exc:  # noqa: BLE001 - the last line of defence: never a traceback on the wire
+            reply = _internal(exc)
+        await _send(send, reply)
+
+    async def read_body(self, receive: Receive, declared: bytes | None) -> bytes | None:
+        """Read the request body, refusing one larger than the limit before reading it."""
+        limit = self.max_body_bytes
+        if declared is not None and declared.isdigit() and int(declared) > limit:
+            raise PayloadTooLargeError(f"request body of {int(declared)} bytes exceeds the limit of {limit} bytes")
+        chunks: list[bytes] = []
+        size = 0
+        while True:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                return None
+            chunk = message.get("body", b"")
+            if chunk:
+                size += len(chunk)
+                if size > limit:
+                    raise PayloadTooLargeError(f"request body exceeds the limit of {limit} bytes")
+                chunks.append(chunk)
+            if not message.get("more_body", False):
+                break
+        return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+
+
+async def _send(send: Send, reply: Reply, *, head: bool = False) -> None:
+    status, headers, chunks = reply
+    length = sum(len(c) for c in chunks)
+    headers.append((b"content-length", str(length).encode()))
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    if head or not chunks:
+        await send({"type": "http.response.body", "body": b""})
+        return
+    # Each binary output goes out as its own chunk: large tensors are never joined or copied.
+    last = len(chunks) - 1
+    for i, chunk in enumerate(chunks):
+        await send({"type": "http.response.body", "body": chunk, "more_body": i < last})
+
+
+def _response(reply: Reply) -> Response:
+    status, headers, chunks = reply
+    media = dict(headers).get(b"content-type", b"application/json").decode()
+    extra = {k.decode(): v.decode() for k, v in headers if k != b"content-type"}
+    return Response(b"".join(chunks), status_code=status, media_type=media, headers=extra)
+
+
+def _fastapi_app(endpoints: _Endpoints, app: OipApp) -> FastAPI:
+    api = FastAPI(
+        title="omi-adapters: Open Inference Protocol",
+        version=__version__,
+        description="The Open Inference Protocol (KServe V2) REST API, with the binary tensor data extension.",
+    )
+    errors = {
+        400: {"model": rest_docs.ErrorResponse, "description": "Invalid request"},
+        404: {"model": rest_docs.ErrorResponse, "description": "Unknown model or version"},
+        503: {"model": rest_docs.ErrorResponse, "description": "Not ready"},
+    }
+    infer_errors = {
+        **errors,
+        413: {"model": rest_docs.ErrorResponse, "description": "Body too large"},
+        500: {"model": rest_docs.ErrorResponse, "description": "The model's predict raised"},
+    }
+
+    @api.exception_handler(OmiError)
+    async def _omi_error(request: Request, exc: OmiError) -> Response:
+        return _response(_error(exc))
+
+    @api.exception_handler(RequestValidationError)
+    async def _invalid(request: Request, exc: RequestValidationError) -> Response:
+        first = exc.errors()[0] if exc.errors() else {}
+        where = ".".join(str(p) for p in first.get("loc", ()))
+        return _response(_error(InvalidInputError(f"invalid request: {where}: {first.get('msg', 'invalid')}")))
+
+    @api.exception_handler(StarletteHTTPException)
+    async def _http_error(request: Request, exc: StarletteHTTPException) -> Response:
+        detail = exc.detail if isinstance(exc.detail, str) else "request failed"
+        if exc.status_code == 404:
+            detail = f"no such endpoint: {request.method} {request.url.path}"
+        elif exc.status_code == 405:
+            detail = f"method {request.method} is not allowed on {request.url.path}"
+        return Response(orjson.dumps({"error": detail}), status_code=exc.status_code, media_type="application/json")
+
+    @api.get("/v2/health/live", response_model=rest_docs.LiveResponse, tags=["health"], summary="Server live")
+    async def live() -> Response:
+        return _response(endpoints.live())
+
+    @api.get(
+        "/v2/health/ready",
+        response_model=rest_docs.ReadyResponse,
+        responses={503: {"model": rest_docs.ReadyResponse, "description": "Not ready"}},
+        tags=["health"],
+        summary="Server ready",
+    )
+    async def ready() -> Response:
+        return _response(endpoints.ready())
+
+    @api.get("/v2", response_model=rest_docs.ServerMetadataResponse, tags=["metadata"], summary="Server metadata")
+    async def server_metadata() -> Any:
+        return endpoints.dataplane.server_metadata()
+
+    api.add_api_route("/v2/", server_metadata, methods=["GET"], include_in_schema=False)
+
+    @api.get("/v2/models", response_model=rest_docs.ModelListResponse, tags=["metadata"], summary="Model list")
+    async def model_list() -> Any:
+        return {"models": list(dict.fromkeys(m.name for m in endpoints.dataplane.models))}
+
+    async def model_metadata(model_name: str, model_version: str | None = None) -> Any:
+        return endpoints.dataplane.model_metadata(model_name, model_version)
+
+    async def model_ready(model_name: str, model_version: str | None = None) -> Response:
+        return _response(endpoints.model_ready(model_name, model_version))
+
+    async def infer(request: Request, model_name: str, model_version: str | None = None) -> Response:
+        # Reached only when the ASGI fast path did not take the request (it always does for POST);
+        # kept so that the documented route is a working one.
+        body = await request.body()
+        header = request.headers.get(binary.HEADER)
+        return _response(await endpoints.infer(model_name, model_version, header.encode() if header else None, body))
+
+    infer_body = {
+        "requestBody": {
+            "required": True,
+            "content": {
+                "application/json": {"schema": {"$ref": "#/components/schemas/InferenceRequest"}},
+                "application/octet-stream": {
+                    "schema": {"type": "string", "format": "binary"},
+                    "description": "A JSON header of Inference-Header-Content-Length bytes, then the binary data.",
+                },
+            },
+        }
+    }
+    for prefix in ("/v2/models/{model_name}", "/v2/models/{model_name}/versions/{model_version}"):
+        versioned = "versions" in prefix
+        suffix = " (version)" if versioned else ""
+        api.add_api_route(
+            prefix,
+            model_metadata,
+            methods=["GET"],
+            response_model=rest_docs.ModelMetadataResponse,
+            responses=errors,
+            tags=["metadata"],
+            summary="Model metadata" + suffix,
+        )
+        api.add_api_route(
+            prefix + "/ready",
+            model_ready,
+            methods=["GET"],
+            response_model=rest_docs.ModelReadyResponse,
+            responses=errors,
+            tags=["health"],
+            summary="Model ready" + suffix,
+        )
+        api.add_api_route(
+            prefix + "/infer",
+            infer,
+            methods=["POST"],
+            response_model=rest_docs.InferenceResponse,
+            responses=infer_errors,
+            tags=["inference"],
+            summary="Inference" + suffix,
+            openapi_extra=infer_body,
+        )
+
+    def openapi() -> dict[str, Any]:
+        if api.openapi_schema is None:
+            schema = get_openapi(title=api.title, version=api.version, description=api.description, routes=api.routes)
+            # The request body is documented, not parsed by FastAPI: add its schema by hand.
+            doc = rest_docs.InferenceRequest.model_json_schema(ref_template="#/components/schemas/{model}")
+            components = schema.setdefault("components", {}).setdefault("schemas", {})
+            components.update(doc.pop("$defs", {}))
+            components["InferenceRequest"] = doc
+            api.openapi_schema = schema
+        return api.openapi_schema
+
+    api.openapi = openapi  # type: ignore[method-assign]
+    return api
+
+
+def build_app(dataplane: DataPlane, *, max_body_bytes: int = DEFAULT_MAX_BODY_BYTES) -> OipApp:
+    """The OIP REST application for a started (or lazily started) :class:`DataPlane`."""
+    return OipApp(dataplane, max_body_bytes=max_body_bytes)

@@ -1,0 +1,122 @@
+"""Pydantic models that document the OIP REST bodies (interfaces.md §2.3) in OpenAPI and /docs.
+
+They describe the wire format only: the inference hot path never builds them (tensor data is
+decoded by :mod:`omi_adapters.codecs` with orjson and numpy).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Union
+
+from pydantic import BaseModel, Field
+
+from omi_adapters.types import DATATYPES
+
+Parameter = Union[bool, int, float, str]
+_DATATYPES = ", ".join(DATATYPES)
+
+
+class ErrorResponse(BaseModel):
+    """Every failure: an HTTP 4xx/5xx status with this body (§2.5)."""
+
+    error: str = Field(description="What went wrong, naming the model, tensor or field at fault.")
+
+
+class LiveResponse(BaseModel):
+    live: bool
+
+
+class ReadyResponse(BaseModel):
+    ready: bool
+
+
+class ModelReadyResponse(BaseModel):
+    name: str
+    ready: bool
+
+
+class ServerMetadataResponse(BaseModel):
+    """``$metadata_server_response``."""
+
+    name: str
+    version: str
+    extensions: list[str]
+
+
+class TensorMetadata(BaseModel):
+    """``$metadata_tensor``."""
+
+    name: str
+    datatype: str = Field(description=f"One of {_DATATYPES}.")
+    shape: list[int] = Field(description="-1 marks a variable dimension.")
+
+
+class ModelMetadataResponse(BaseModel):
+    """``$metadata_model_response``."""
+
+    name: str
+    versions: list[str]
+    platform: str
+    inputs: list[TensorMetadata]
+    outputs: list[TensorMetadata]
+
+
+class ModelListResponse(BaseModel):
+    """The served models' names (KServe's ``GET /v2/models``)."""
+
+    models: list[str]
+
+
+class RequestInput(BaseModel):
+    """``$request_input``."""
+
+    name: str
+    shape: list[int]
+    datatype: str = Field(description=f"One of {_DATATYPES}.")
+    parameters: dict[str, Parameter] | None = Field(
+        default=None, description="`binary_data_size` when the tensor's bytes follow the JSON header (§2.6)."
+    )
+    data: Any = Field(
+        default=None, description="Row-major values, flat or nested; BYTES as UTF-8 strings. Absent with binary data."
+    )
+
+
+class RequestOutput(BaseModel):
+    """``$request_output``."""
+
+    name: str
+    parameters: dict[str, Parameter] | None = Field(
+        default=None, description="`binary_data: true` asks for this output as binary data (§2.6)."
+    )
+
+
+class InferenceRequest(BaseModel):
+    """``$inference_request``; sent as JSON, or as a JSON header plus binary tensor data when the
+    ``Inference-Header-Content-Length`` header is present (the binary tensor data extension)."""
+
+    id: str | None = None
+    parameters: dict[str, Parameter] | None = Field(
+        default=None, description="`binary_data_output: true` asks for every output as binary data."
+    )
+    inputs: list[RequestInput]
+    outputs: list[RequestOutput] | None = Field(default=None, description="Omitted: every output.")
+
+
+class ResponseOutput(BaseModel):
+    """``$response_output``."""
+
+    name: str
+    shape: list[int]
+    datatype: str
+    parameters: dict[str, Parameter] | None = None
+    data: list[Any] | None = Field(default=None, description="Flat, row-major. Absent for binary outputs.")
+
+
+class InferenceResponse(BaseModel):
+    """``$inference_response``."""
+
+    model_name: str
+    model_version: str | None = None
+    id: str | None = None
+    parameters: dict[str, Parameter] | None = None
+    outputs: list[ResponseOutput]
