@@ -196,6 +196,10 @@ class Model:
         """Load now; after a failed load, only ``retry=True`` runs the loader again."""
         self._loader.load(retry=retry)
 
+    def load_in_background(self) -> None:
+        """Start loading in a thread now, unless a load has already started."""
+        self._loader.load_in_background()
+
     def wait_ready(self, timeout: float | None = None) -> Callable[..., Any]:
         """Return the bound predict function once loaded (lazy models load here)."""
         return self._loader.wait(self.ready_timeout if timeout is None else timeout)

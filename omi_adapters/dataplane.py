@@ -63,15 +63,18 @@ class DataPlane:
 
     @staticmethod
     def model_ready(model: Model) -> bool:
-        """The model can take requests: loaded, or lazy and not yet asked to load.
+        """The model is loaded and can serve now.
 
-        A lazy model loads on its first request, so it is ready before it loads; reporting it
-        not ready would keep probes (Knative, KServe) from ever sending that request. A
-        background load in progress, or any failed load, is not ready.
+        A lazy model that nobody has asked for yet starts loading in the background when
+        readiness is asked: the honest answer is "not yet", and a probe that waits for
+        readiness (Knative, KServe, Kubernetes) must not wait forever for a request that the
+        platform will only send once the model is ready.
         """
         if model.ready:
             return True
-        return model.load_policy is LoadPolicy.LAZY and model.state is LoadState.UNLOADED
+        if model.load_policy is LoadPolicy.LAZY and model.state is LoadState.UNLOADED:
+            model.load_in_background()
+        return False
 
     def get(self, name: str, version: str | None = None) -> Model:
         """The model of that name (and version; the newest when none is given)."""

@@ -119,6 +119,10 @@ class Loader(Generic[T]):
             raise ModelNotReadyError(f"model '{self.name}' is still loading")
         return self.wait(0)
 
+    def load_in_background(self) -> None:
+        """Start loading in a thread unless a load has already started (any policy)."""
+        self._start_thread()
+
     def _start_thread(self) -> None:
         with self._thread_lock:
             if self._thread is not None or self.state is not LoadState.UNLOADED:
