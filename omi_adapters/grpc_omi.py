@@ -1,0 +1,316 @@
+"""The Open Model Interface front end: the ``ModzyModel`` gRPC service (interfaces.md §1).
+
+``omi serve`` makes a ``grpc.aio`` server on the OMI port and calls :func:`add_to_server`.
+What this server does where the two reference servers fall short (§1.4):
+
+- a ``Run`` before any ``Status`` loads the model instead of hanging or failing every item;
+- an exception inside predict fails its item with the reason, never silently;
+- a batch that fails is retried item by item, so a bad item fails alone;
+- ``Shutdown`` replies first and then asks the process to stop once, gracefully;
+- the declared ``status`` and ``run`` timeouts bound loading and each predict call.
+
+Both reference servers always answer gRPC OK and report errors in ``status_code`` and per-item
+``success`` (§1.7); so does this one.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+
+try:
+    import grpc
+    from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+    from grpc_reflection.v1alpha import reflection
+except ModuleNotFoundError as exc:  # pragma: no cover - depends on the installation
+    raise ImportError(f"the OMI front end needs gRPC ({exc.name}): pip install 'omi-adapters[grpc]'") from exc
+
+from omi_adapters.codecs.omi_files import ERROR_FILE, FileCodec
+from omi_adapters.contract import Model
+from omi_adapters.dataplane import DataPlane
+from omi_adapters.errors import ErrorCode, ModelNotReadyError, OmiError, PredictTimeoutError
+from omi_adapters.metadata import parse_duration
+from omi_adapters.protos import modzy_model_pb2 as pb
+from omi_adapters.protos import modzy_model_pb2_grpc as pb_grpc
+from omi_adapters.types import InferenceRequest, InputTensor
+
+__all__ = ["add_to_server", "ModzyModelServicer", "SERVICE_NAME", "FLAG_INPUTS"]
+
+SERVICE_NAME = "ModzyModel"
+log = logging.getLogger("omi_adapters.omi")
+
+#: The one error table of this protocol: ErrorCode -> (status_code, status) of a reply that
+#: fails as a whole. OMI defines only 200 and 500 for Status (§1.4); a model that cannot load
+#: (UNAVAILABLE) is therefore 500, the others keep their HTTP meaning.
+STATUS_OF: dict[ErrorCode, tuple[int, str]] = {
+    ErrorCode.INVALID_ARGUMENT: (400, "Bad Request"),
+    ErrorCode.RESOURCE_EXHAUSTED: (413, "Payload Too Large"),
+    ErrorCode.NOT_FOUND: (404, "Not Found"),
+    ErrorCode.UNAVAILABLE: (500, "Internal Server Error"),
+    ErrorCode.INTERNAL: (500, "Internal Server Error"),
+    ErrorCode.DEADLINE_EXCEEDED: (504, "Gateway Timeout"),
+}
+
+#: RunRequest flags, and the features field that declares the model supports each (§1.3).
+#: A model receives a flag through an input of that name with datatype BOOL, if it declares one.
+FLAG_INPUTS = {"detect_drift": "drift_format", "explain": "explanation_format"}
+
+Item = tuple[int, dict[str, np.ndarray[Any, Any]]]
+
+
+class ModzyModelServicer(pb_grpc.ModzyModelServicer):
+    """Serves one model of a :class:`DataPlane` as ``ModzyModel``."""
+
+    def __init__(self, dataplane: DataPlane, model: Model, shutdown: Callable[[], None]) -> None:
+        self._dataplane = dataplane
+        self._model = model
+        self._shutdown = shutdown
+        self._shutting_down = False
+        self._announced = False  # whether a Status has reported the model initialized
+        self._batched = model.max_batch_size > 0
+        # Flag inputs are filled from the RunRequest, one value per item, never from a file.
+        self._flags = {
+            s.name: tuple(1 if d == -1 else d for d in (s.shape[1:] if self._batched else s.shape))
+            for s in model.inputs
+            if s.name in FLAG_INPUTS and s.datatype == "BOOL"
+        }
+        files = [s for s in model.inputs if s.name not in self._flags]
+        self._codec = FileCodec(files, model.outputs, batched=self._batched)
+        timeouts = model.metadata.timeouts
+        self._status_timeout = parse_duration(timeouts.status, "timeouts.status")
+        self._run_timeout = parse_duration(timeouts.run, "timeouts.run")
+        self._metadata = _metadata(model, self._codec)
+
+    # --- Status ----------------------------------------------------------------------------
+
+    async def Status(self, request: pb.StatusRequest, context: grpc.aio.ServicerContext) -> pb.StatusResponse:  # noqa: N802
+        reply = pb.StatusResponse()
+        reply.CopyFrom(self._metadata)
+        try:
+            await self._load()
+        except OmiError as exc:
+            reply.status_code, reply.status = STATUS_OF[exc.code]
+            reply.message = f"Model Failed to Initialize: {exc}"
+            return reply
+        reply.status_code, reply.status = 200, "OK"
+        reply.message = "Model Already Initialized." if self._announced else "Model Initialized Successfully."
+        self._announced = True
+        return reply
+
+    async def _load(self) -> None:
+        """Load (or wait for) the model within the declared status timeout."""
+        try:
+            await asyncio.wait_for(self._dataplane.wait_ready(self._model), self._status_timeout)
+        except TimeoutError:
+            raise ModelNotReadyError(
+                f"model '{self._model.name}' did not finish loading within its status timeout "
+                f"({self._model.metadata.timeouts.status})"
+            ) from None
+
+    # --- Run -------------------------------------------------------------------------------
+
+    async def Run(self, request: pb.RunRequest, context: grpc.aio.ServicerContext) -> pb.RunResponse:  # noqa: N802
+        results: list[pb.OutputItem | None] = [None] * len(request.inputs)
+        notes = self._flag_notes(request)
+        try:
+            await self._load()
+        except OmiError as exc:
+            failed = _failure(f"Failed to process model input: {exc}")
+            return _run_response([failed] * len(results), notes)
+        flags = {name: getattr(request, name) for name in self._flags}
+        items: list[Item] = []
+        for index, item in enumerate(request.inputs):
+            try:
+                arrays = self._codec.decode_item(item.input)
+            except OmiError as exc:
+                results[index] = _failure(str(exc))
+                continue
+            for name, value in flags.items():
+                arrays[name] = np.full(self._flags[name], value)
+            items.append((index, arrays))
+        await asyncio.gather(*(self._run_chunk(chunk, results) for chunk in self._chunks(items)))
+        return _run_response(results, notes)
+
+    def _chunks(self, items: list[Item]) -> list[list[Item]]:
+        """Batches of items predict can take together: same tensors and shapes, up to max_batch_size."""
+        if not self._batched:
+            return [[item] for item in items]
+        groups: dict[tuple[Any, ...], list[Item]] = {}
+        for item in items:
+            key = tuple(sorted((name, array.shape) for name, array in item[1].items()))
+            groups.setdefault(key, []).append(item)
+        size = self._model.max_batch_size
+        return [group[i : i + size] for group in groups.values() for i in range(0, len(group), size)]
+
+    async def _run_chunk(self, chunk: list[Item], results: list[pb.OutputItem | None]) -> None:
+        try:
+            outputs = await self._infer(chunk)
+        except PredictTimeoutError as exc:
+            for index, _ in chunk:
+                results[index] = _failure(str(exc))
+            return
+        except OmiError as exc:
+            if len(chunk) > 1:
+                # Which item broke the batch is unknown: run each alone so only it fails.
+                await asyncio.gather(*(self._run_chunk([item], results) for item in chunk))
+                return
+            results[chunk[0][0]] = _failure(str(exc))
+            return
+        except Exception as exc:  # noqa: BLE001 - a bug must fail its items, with the reason, not the call
+            log.exception("OMI Run of model %r failed", self._model.name)
+            for index, _ in chunk:
+                results[index] = _failure(f"internal error: {type(exc).__name__}: {exc}")
+            return
+        for position, (index, _) in enumerate(chunk):
+            item = {name: (array[position] if self._batched else array) for name, array in outputs.items()}
+            try:
+                results[index] = pb.OutputItem(output=self._codec.encode_item(item), success=True)
+            except OmiError as exc:
+                results[index] = _failure(str(exc))
+
+    async def _infer(self, chunk: list[Item]) -> dict[str, np.ndarray[Any, Any]]:
+        specs = {s.name: s for s in self._model.inputs}
+        tensors = []
+        for name in chunk[0][1]:
+            data = np.stack([arrays[name] for _, arrays in chunk]) if self._batched else chunk[0][1][name]
+            tensors.append(InputTensor(name=name, datatype=specs[name].datatype, shape=data.shape, data=data))
+        call = self._dataplane.infer(self._model.name, self._model.version, InferenceRequest(inputs=tensors))
+        try:
+            response = await asyncio.wait_for(call, self._run_timeout)
+        except TimeoutError:
+            raise PredictTimeoutError(
+                f"model '{self._model.name}' did not answer within its run timeout ({self._model.metadata.timeouts.run})"
+            ) from None
+        return {output.name: output.data for output in response.outputs}
+
+    def _flag_notes(self, request: pb.RunRequest) -> list[str]:
+        """Say plainly when a flag was asked for that the model cannot honour."""
+        notes = []
+        features = self._model.metadata.features
+        for flag, field in FLAG_INPUTS.items():
+            if not getattr(request, flag):
+                continue
+            if not getattr(features, field):
+                notes.append(f"{flag} was asked for, but model '{self._model.name}' does not support it "
+                             f"(features.{field} is empty)")  # fmt: skip
+            elif flag not in self._flags:
+                notes.append(f"{flag} was asked for; model '{self._model.name}' has no BOOL input '{flag}' "
+                             "to receive it, so its outputs are as always")  # fmt: skip
+        return notes
+
+    # --- Shutdown --------------------------------------------------------------------------
+
+    async def Shutdown(  # noqa: N802
+        self, request: pb.ShutdownRequest, context: grpc.aio.ServicerContext
+    ) -> pb.ShutdownResponse:
+        if not self._shutting_down:
+            self._shutting_down = True
+            # Reply first: stop only once this reply has gone out (§1.4; chassis kills itself twice).
+            context.add_done_callback(lambda _: self._stop())
+        return pb.ShutdownResponse(status_code=200, status="OK", message="Model Shutdown Successfully.")
+
+    def _stop(self) -> None:
+        log.info("OMI Shutdown: stopping the server")
+        try:
+            self._shutdown()
+        except Exception:  # noqa: BLE001 - nothing can answer now; the log must say why
+            log.exception("the shutdown callback raised")
+
+
+def _failure(message: str) -> pb.OutputItem:
+    return pb.OutputItem(output={ERROR_FILE: message.encode("utf-8")}, success=False)
+
+
+def _run_response(results: list[pb.OutputItem | None], notes: list[str]) -> pb.RunResponse:
+    # Per-item failures leave the call itself 200 "OK" (§1.4, "Per-item failure").
+    message = " ".join(["Inference executed.", *(f"Note: {n}." for n in notes)]) if notes else "Inference executed"
+    outputs = [r if r is not None else _failure("internal error: no result") for r in results]
+    return pb.RunResponse(status_code=200, status="OK", message=message, outputs=outputs)
+
+
+def _metadata(model: Model, codec: FileCodec) -> pb.StatusResponse:
+    """Fields 4-10 of every Status reply, built once from the decorator's data (§1.3)."""
+    meta = model.metadata
+    return pb.StatusResponse(
+        model_info=pb.ModelInfo(
+            model_name=model.name, model_version=model.version, model_author=meta.author,
+            model_type=meta.model_type, source=meta.source,
+        ),
+        description=pb.ModelDescription(
+            summary=meta.description.summary, details=meta.description.details,
+            technical=meta.description.technical, performance=meta.description.performance,
+        ),
+        inputs=[
+            pb.ModelInput(filename=name, accepted_media_types=f.media_types, max_size=f.max_size,
+                          description=f.spec.description)
+            for name, f in codec.inputs.items()
+        ],
+        outputs=[
+            pb.ModelOutput(filename=f.spec.name, media_type=f.media_type, max_size=f.max_size,
+                           description=f.spec.description)
+            for f in codec.outputs
+        ],
+        resources=pb.ModelResources(
+            required_ram=meta.resources.required_ram, num_cpus=meta.resources.num_cpus,
+            num_gpus=meta.resources.num_gpus,
+        ),
+        timeout=pb.ModelTimeout(status=meta.timeouts.status, run=meta.timeouts.run),
+        features=pb.ModelFeatures(
+            adversarial_defense=meta.features.adversarial_defense, batch_size=max(1, model.max_batch_size),
+            retrainable=meta.features.retrainable, results_format=meta.features.results_format,
+            drift_format=meta.features.drift_format, explanation_format=meta.features.explanation_format,
+        ),
+    )  # fmt: skip
+
+
+class _ModelHealth(health.aio.HealthServicer):
+    """grpc.health.v1 as chassis serves it (§1.2): the server is up; ``ModzyModel`` is the model's readiness."""
+
+    def __init__(self, model: Model) -> None:
+        super().__init__()
+        self._model = model
+
+    async def Check(  # noqa: N802
+        self, request: health_pb2.HealthCheckRequest, context: grpc.aio.ServicerContext
+    ) -> health_pb2.HealthCheckResponse:
+        if request.service == "":
+            return health_pb2.HealthCheckResponse(status=health_pb2.HealthCheckResponse.SERVING)
+        if request.service != SERVICE_NAME:
+            await context.abort(grpc.StatusCode.NOT_FOUND, f"unknown service {request.service!r}")
+        serving = health_pb2.HealthCheckResponse.SERVING if self._model.ready else health_pb2.HealthCheckResponse.NOT_SERVING
+        return health_pb2.HealthCheckResponse(status=serving)
+
+
+def add_to_server(
+    server: grpc.aio.Server,
+    dataplane: DataPlane,
+    *,
+    shutdown: Callable[[], None],
+    model: str | None = None,
+) -> ModzyModelServicer:
+    """Serve a model of ``dataplane`` as ``ModzyModel`` on ``server``, with health and reflection.
+
+    Args:
+        server: a ``grpc.aio`` server (not started yet) bound to the OMI port.
+        dataplane: the started :class:`DataPlane` of the process.
+        shutdown: asks the whole process to stop gracefully; called once, after the
+            Shutdown reply has been sent.
+        model: the model to serve (OMI serves one model per port); default: the first one.
+
+    Raises:
+        ConfigurationError: when the model's OMI declaration cannot be served (named why).
+    """
+    target = dataplane.get(model) if model else dataplane.models[0]
+    if model is None and len(dataplane.models) > 1:
+        log.info("OMI serves model %r, the first of %d", target.name, len(dataplane.models))
+    servicer = ModzyModelServicer(dataplane, target, shutdown)
+    pb_grpc.add_ModzyModelServicer_to_server(servicer, server)
+    health_pb2_grpc.add_HealthServicer_to_server(_ModelHealth(target), server)
+    reflection.enable_server_reflection(
+        (SERVICE_NAME, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name, reflection.SERVICE_NAME), server
+    )
+    return servicer
