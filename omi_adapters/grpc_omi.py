@@ -166,7 +166,7 @@ class ModzyModelServicer(pb_grpc.ModzyModelServicer):
                 results[index] = _failure(f"internal error: {type(exc).__name__}: {exc}")
             return
         for position, (index, _) in enumerate(chunk):
-            item = {name: (array[position] if self._batched else array) for name, array in outputs.items()}
+            item = {name: (array[position, ...] if self._batched else array) for name, array in outputs.items()}
             try:
                 results[index] = pb.OutputItem(output=self._codec.encode_item(item), success=True)
             except OmiError as exc:

@@ -112,7 +112,7 @@ class InputFile:
     def _fit(self, array: np.ndarray[Any, Any]) -> np.ndarray[Any, Any]:
         shape = tuple(array.shape)
         if self.batched and len(shape) == len(self.shape) + 1 and shape[0] == 1:
-            array, shape = array[0], shape[1:]
+            array, shape = array.reshape(shape[1:]), shape[1:]
         if not _matches(self.shape, shape):
             per_item = " per item (the model batches items)" if self.batched else ""
             raise InvalidInputError(

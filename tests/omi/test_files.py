@@ -1,0 +1,155 @@
+"""The OMI file codec: JSON, .npy and raw files in; JSON, .npy and raw files out (no gRPC here)."""
+
+from __future__ import annotations
+
+import io
+
+import numpy as np
+import orjson
+import pytest
+
+from omi_adapters import ConfigurationError, InvalidInputError, PayloadTooLargeError, Tensor
+from omi_adapters.codecs.omi_files import JSON, NPY, OCTET_STREAM, FileCodec, InputFile, OutputFile
+
+
+def npy(array: np.ndarray) -> bytes:
+    buffer = io.BytesIO()
+    np.save(buffer, array)
+    return buffer.getvalue()
+
+
+MATRIX = Tensor("X", "FP32", [-1, 3])
+TEXT = Tensor("TEXT", "BYTES", [-1])
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        b"[[1, 2, 3], [4, 5, 6]]",
+        b' {"datatype": "FP32", "shape": [2, 3], "data": [1, 2, 3, 4, 5, 6]}',
+        b'{"data": [[1, 2, 3], [4, 5, 6]]}',
+        npy(np.array([[1, 2, 3], [4, 5, 6]], dtype=np.float64)),
+        npy(np.array([[1, 2, 3], [4, 5, 6]], dtype=np.int16)),
+    ],
+    ids=["nested-list", "tensor-object", "tensor-object-without-shape", "npy-float64", "npy-int16"],
+)
+def test_numeric_inputs_decode_from_json_and_npy(data: bytes) -> None:
+    array = InputFile(MATRIX, batched=False).decode(data)
+    assert array.dtype == np.float32 and array.tolist() == [[1, 2, 3], [4, 5, 6]]
+
+
+def test_a_batched_item_is_one_sample_and_may_carry_a_batch_of_one() -> None:
+    file = InputFile(MATRIX, batched=True)
+    assert file.decode(b"[1, 2, 3]").shape == (3,)
+    assert file.decode(b"[[1, 2, 3]]").shape == (3,)
+    with pytest.raises(InvalidInputError, match=r"expected FP32 \[3\] per item \(the model batches items\), got FP32 \[2, 3\]"):
+        file.decode(b"[[1, 2, 3], [4, 5, 6]]")
+
+
+def test_scalars_and_declared_shapes() -> None:
+    scalar = InputFile(Tensor("N", "INT64", [-1]), batched=True)
+    assert scalar.decode(b"7").tolist() == 7
+    with pytest.raises(InvalidInputError, match=r"input file 'X': expected FP32 \[-1, 3\], got FP32 \[2, 2\]"):
+        InputFile(MATRIX, batched=False).decode(b"[[1, 2], [3, 4]]")
+
+
+@pytest.mark.parametrize(
+    "data, message",
+    [
+        (b"[[1, 2, 3], [4, 5]]", "ragged"),
+        (b"[[1.5, 2, 3]]", None),
+        (b"nonsense", "is not valid JSON"),
+        (b'{"datatype": "INT32", "shape": [1, 3], "data": [1, 2, 3]}', "the tensor's datatype 'INT32' is not the declared FP32"),
+        (b'{"shape": [1, 3]}', "a tensor object needs 'data'"),
+        (b'[["a", "b", "c"]]', "FP32 data must be numbers"),
+        (b"null", "expected a nested list or a tensor object, got null"),
+        (npy(np.array([["a", "b", "c"]])), "a .npy of <U1 cannot be FP32"),
+        (b"\x93NUMPY garbage", "is not a readable .npy file"),
+    ],
+)
+def test_bad_numeric_files_name_the_problem(data: bytes, message: str | None) -> None:
+    file = InputFile(MATRIX, batched=False)
+    if message is None:
+        assert file.decode(data).tolist() == [[1.5, 2, 3]]
+        return
+    with pytest.raises(InvalidInputError, match=message):
+        file.decode(data)
+
+
+def test_integer_npy_files_are_range_checked_and_never_unpickled() -> None:
+    file = InputFile(Tensor("X", "INT8", [-1]), batched=False)
+    assert file.decode(npy(np.array([1, -2], dtype=np.int64))).dtype == np.int8
+    with pytest.raises(InvalidInputError, match="value 300 is out of range for INT8"):
+        file.decode(npy(np.array([1, 300])))
+    with pytest.raises(InvalidInputError, match="a .npy of float64 cannot be INT8"):
+        file.decode(npy(np.array([1.5])))
+    with pytest.raises(InvalidInputError, match="not a readable .npy file"):
+        InputFile(TEXT, batched=False).decode(npy(np.array([b"x", None], dtype=object)))
+
+
+def test_one_element_bytes_inputs_take_raw_files_and_json() -> None:
+    file = InputFile(TEXT, batched=True)
+    assert file.media_types == (JSON, NPY, OCTET_STREAM)
+    for raw in (b"hello world", b"42", b'"quoted"', b"\x89PNG\r\n\x1a\n\x00\xff"):
+        array = file.decode(raw)
+        assert array.shape == () and array.dtype == object and array[()] == raw
+    assert file.decode(b'["from json"]')[()] == b"from json"
+    assert file.decode(b'{"datatype": "BYTES", "data": ["aGk="], "parameters": {"content_type": "base64"}}')[()] == b"hi"
+    assert file.decode(npy(np.array(["npy text"])))[()] == b"npy text"
+    unbatched = InputFile(TEXT, batched=False).decode(b"raw")
+    assert unbatched.shape == (1,) and unbatched[0] == b"raw"
+
+
+def test_declared_media_types_decide_what_is_accepted() -> None:
+    text_only = InputFile(Tensor("T", "BYTES", [1], media_types=["text/plain"]), batched=False)
+    assert text_only.decode(b"[1, 2]")[0] == b"[1, 2]"
+    json_only = InputFile(Tensor("X", "FP32", [-1], media_types=[JSON]), batched=False)
+    with pytest.raises(InvalidInputError, match=r"is not valid JSON .*; the input accepts application/json"):
+        json_only.decode(npy(np.array([1.0])))
+    many = InputFile(Tensor("T", "BYTES", [-1, 2]), batched=True)
+    assert many.media_types == (JSON, NPY)
+    with pytest.raises(ConfigurationError, match="raw bytes fit only a one-element BYTES input"):
+        InputFile(Tensor("X", "FP32", [-1], media_types=["image/png"]), batched=False)
+
+
+def test_oversize_input_files_are_refused_with_the_limit() -> None:
+    file = InputFile(Tensor("T", "BYTES", [-1], max_size="8"), batched=True)
+    assert file.decode(b"12345678")[()] == b"12345678"
+    with pytest.raises(PayloadTooLargeError, match="input file 'T' is 9 bytes, larger than its max_size 8"):
+        file.decode(b"123456789")
+    with pytest.raises(ConfigurationError, match="max_size"):
+        InputFile(Tensor("T", "BYTES", [-1], max_size="lots"), batched=True)
+
+
+def test_items_must_name_exactly_the_declared_inputs() -> None:
+    codec = FileCodec([MATRIX, Tensor("W", "FP32", [-1], optional=True)], [Tensor("Y", "FP32", [-1])], batched=False)
+    assert set(codec.decode_item({"X": b"[[1, 2, 3]]"})) == {"X"}
+    with pytest.raises(InvalidInputError, match=r"unknown input file\(s\) 'x', 'y.json'; the input files are: X, W"):
+        codec.decode_item({"x": b"[]", "y.json": b"[]", "X": b"[[1,2,3]]"})
+    with pytest.raises(InvalidInputError, match=r"missing input file\(s\) 'X' \(FP32 \[-1, 3\]\)"):
+        codec.decode_item({"W": b"[1]"})
+
+
+def test_outputs_are_json_by_default_npy_or_raw_when_declared() -> None:
+    matrix = np.array([[1.5, 2], [3, 4]], dtype=np.float32)
+    assert orjson.loads(OutputFile(Tensor("Y", "FP32", [-1, 2]), batched=False).encode(matrix)) == [[1.5, 2], [3, 4]]
+    loaded = np.load(io.BytesIO(OutputFile(Tensor("Y", "FP32", [-1, 2], media_types=[NPY]), batched=False).encode(matrix)))
+    assert loaded.dtype == np.float32 and (loaded == matrix).all()
+    raw = OutputFile(Tensor("Y", "FP32", [-1, 2], media_types=[OCTET_STREAM]), batched=False).encode(matrix)
+    assert raw == matrix.astype("<f4").tobytes()
+    text = np.array(b"HELLO", dtype=object)
+    assert OutputFile(Tensor("U", "BYTES", [-1], media_types=["text/plain"]), batched=True).encode(text) == b"HELLO"
+    words = np.array([b"a", "\u00e9".encode()], dtype=object)
+    assert orjson.loads(OutputFile(TEXT, batched=False).encode(words)) == ["a", "\u00e9"]
+    binary = orjson.loads(OutputFile(TEXT, batched=False).encode(np.array([b"\xff"], dtype=object)))
+    assert binary == {"datatype": "BYTES", "shape": [1], "data": ["/w=="], "parameters": {"content_type": "base64"}}
+
+
+def test_output_declarations_that_cannot_work_are_refused_and_limits_hold() -> None:
+    with pytest.raises(ConfigurationError, match="collide with OMI's error file"):
+        OutputFile(Tensor("error", "FP32", [-1]), batched=False)
+    with pytest.raises(ConfigurationError, match="cannot hold BYTES without pickling"):
+        OutputFile(Tensor("T", "BYTES", [-1], media_types=[NPY]), batched=False)
+    small = OutputFile(Tensor("Y", "FP32", [-1], max_size="10"), batched=False)
+    with pytest.raises(PayloadTooLargeError, match="output 'Y' is 21 bytes, larger than its max_size 10"):
+        small.encode(np.array([1, 2, 3, 4, 5], dtype=np.float32))
