@@ -10,8 +10,10 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.error
+import urllib.request
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -33,7 +35,7 @@ class Served:
     grpc_port: int
     omi_port: int
     protocols: tuple[str, ...]
-    logfile: tempfile._TemporaryFileWrapper[str] = field(default_factory=lambda: tempfile.NamedTemporaryFile("w+"))
+    logfile: tempfile._TemporaryFileWrapper[str]
 
     @property
     def http_url(self) -> str:
@@ -50,6 +52,18 @@ class Served:
     def output(self) -> str:
         """What the server printed so far (complete once it has exited)."""
         return Path(self.logfile.name).read_text()
+
+    def wait_ready(self, timeout: float = 60) -> None:
+        """Poll ``/v2/health/ready`` until 200 (asking starts lazy models' loads)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                with urllib.request.urlopen(f"http://{self.http_url}/v2/health/ready", timeout=5):
+                    return
+            except (urllib.error.URLError, OSError):
+                if self.proc.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError(f"omi serve did not become ready:\n{self.output()}") from None
+                time.sleep(0.05)
 
     def terminate(self, timeout: float = 30) -> int:
         """SIGTERM, wait for the exit, return the exit code."""
@@ -97,6 +111,7 @@ def start(
         if proc.poll() is not None or time.monotonic() > deadline:
             with contextlib.suppress(subprocess.TimeoutExpired):
                 served.terminate(5)
+            logfile.close()
             raise RuntimeError(f"omi serve did not start (exit {proc.returncode}):\n{served.output()}")
         time.sleep(0.05)
     return served
@@ -109,4 +124,7 @@ def serve(*targets: str | Path, **kwargs: object) -> Iterator[Served]:
     try:
         yield served
     finally:
-        served.terminate()
+        try:
+            served.terminate()
+        finally:
+            served.logfile.close()
