@@ -34,6 +34,17 @@ CONTENTS_FIELD: dict[str, str] = {
     "BYTES": "bytes_contents",
 }
 
+#: The element type of each contents field on the wire (interfaces.md §2.8).
+_FIELD_DTYPES: dict[str, np.dtype[Any]] = {
+    "bool_contents": np.dtype(np.bool_),
+    "int_contents": np.dtype(np.int32),
+    "int64_contents": np.dtype(np.int64),
+    "uint_contents": np.dtype(np.uint32),
+    "uint64_contents": np.dtype(np.uint64),
+    "fp32_contents": np.dtype(np.float32),
+    "fp64_contents": np.dtype(np.float64),
+}
+
 
 def from_typed(datatype: str, values: Sequence[Any], shape: tuple[int, ...], where: str) -> np.ndarray[Any, Any]:
     """Decode the values of ``datatype``'s contents field into an array of ``shape``."""
@@ -49,7 +60,13 @@ def from_typed(datatype: str, values: Sequence[Any], shape: tuple[int, ...], whe
         array[:] = list(values)
         return array.reshape(shape)
     target = ARRAY_DTYPES[datatype]
-    wide = np.array(values)
+    # Read the values as their wire field's type: letting numpy guess turns UINT64 values
+    # above 2**63 into float64 and loses them.
+    field = CONTENTS_FIELD[datatype]
+    try:
+        wide = np.array(values, dtype=_FIELD_DTYPES[field])
+    except (OverflowError, ValueError, TypeError) as exc:
+        raise InvalidInputError(f"{where}: {field} holds a value that is not {_FIELD_DTYPES[field]}: {exc}") from None
     if wide.size and target.kind in "iu" and wide.dtype.itemsize > target.itemsize:
         # int_contents/uint_contents are 32-bit on the wire; narrower types need a range check.
         info = np.iinfo(target)
