@@ -114,3 +114,9 @@ class Sluggish:
 
     def predict(self, X: np.ndarray) -> np.ndarray:
         return X
+
+
+@model(name="patient", inputs=[Tensor("X", "FP32", [-1])], outputs=[Tensor("Y", "FP32", [-1])], timeouts={"run": "10s"})
+def patient(X: np.ndarray) -> np.ndarray:
+    time.sleep(float(X[0]))
+    return X
