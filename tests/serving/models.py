@@ -62,3 +62,14 @@ class Loading:
 @model(name="adder", version="2", inputs=[Tensor("X", "FP32", [-1, -1])], outputs=[Tensor("Y", "FP32", [-1, -1])])
 def adder_v2(X: np.ndarray) -> np.ndarray:
     return X + 2
+
+
+@model(name="broken", inputs=[Tensor("X", "INT32", [-1])], outputs=[Tensor("Y", "INT32", [-1])], load="eager")
+class Broken:
+    """Its load fails: the server starts, says why, and is not ready."""
+
+    def load(self) -> None:
+        raise FileNotFoundError("weights.bin is missing")
+
+    def predict(self, X: np.ndarray) -> np.ndarray:
+        return X
