@@ -38,7 +38,7 @@ from omi_adapters.protos import modzy_model_pb2 as pb
 from omi_adapters.protos import modzy_model_pb2_grpc as pb_grpc
 from omi_adapters.types import InferenceRequest, InputTensor
 
-__all__ = ["add_to_server", "ModzyModelServicer", "SERVICE_NAME", "FLAG_INPUTS"]
+__all__ = ["FLAG_INPUTS", "SERVICE_NAME", "ModzyModelServicer", "add_to_server"]
 
 SERVICE_NAME = "ModzyModel"
 log = logging.getLogger("omi_adapters.omi")
@@ -87,7 +87,7 @@ class ModzyModelServicer(pb_grpc.ModzyModelServicer):
 
     # --- Status ----------------------------------------------------------------------------
 
-    async def Status(self, request: pb.StatusRequest, context: grpc.aio.ServicerContext) -> pb.StatusResponse:  # noqa: N802
+    async def Status(self, request: pb.StatusRequest, context: grpc.aio.ServicerContext) -> pb.StatusResponse:
         reply = pb.StatusResponse()
         reply.CopyFrom(self._metadata)
         try:
@@ -113,7 +113,7 @@ class ModzyModelServicer(pb_grpc.ModzyModelServicer):
 
     # --- Run -------------------------------------------------------------------------------
 
-    async def Run(self, request: pb.RunRequest, context: grpc.aio.ServicerContext) -> pb.RunResponse:  # noqa: N802
+    async def Run(self, request: pb.RunRequest, context: grpc.aio.ServicerContext) -> pb.RunResponse:
         results: list[pb.OutputItem | None] = [None] * len(request.inputs)
         notes = self._flag_notes(request)
         try:
@@ -160,7 +160,7 @@ class ModzyModelServicer(pb_grpc.ModzyModelServicer):
                 return
             results[chunk[0][0]] = _failure(str(exc))
             return
-        except Exception as exc:  # noqa: BLE001 - a bug must fail its items, with the reason, not the call
+        except Exception as exc:
             log.exception("OMI Run of model %r failed", self._model.name)
             for index, _ in chunk:
                 results[index] = _failure(f"internal error: {type(exc).__name__}: {exc}")
@@ -204,9 +204,7 @@ class ModzyModelServicer(pb_grpc.ModzyModelServicer):
 
     # --- Shutdown --------------------------------------------------------------------------
 
-    async def Shutdown(  # noqa: N802
-        self, request: pb.ShutdownRequest, context: grpc.aio.ServicerContext
-    ) -> pb.ShutdownResponse:
+    async def Shutdown(self, request: pb.ShutdownRequest, context: grpc.aio.ServicerContext) -> pb.ShutdownResponse:
         if not self._shutting_down:
             self._shutting_down = True
             # Reply first: stop only once this reply has gone out (§1.4; chassis kills itself twice).
@@ -217,7 +215,7 @@ class ModzyModelServicer(pb_grpc.ModzyModelServicer):
         log.info("OMI Shutdown: stopping the server")
         try:
             self._shutdown()
-        except Exception:  # noqa: BLE001 - nothing can answer now; the log must say why
+        except Exception:
             log.exception("the shutdown callback raised")
 
 
@@ -274,14 +272,16 @@ class _ModelHealth(health.aio.HealthServicer):
         super().__init__()
         self._model = model
 
-    async def Check(  # noqa: N802
+    async def Check(
         self, request: health_pb2.HealthCheckRequest, context: grpc.aio.ServicerContext
     ) -> health_pb2.HealthCheckResponse:
         if request.service == "":
             return health_pb2.HealthCheckResponse(status=health_pb2.HealthCheckResponse.SERVING)
         if request.service != SERVICE_NAME:
             await context.abort(grpc.StatusCode.NOT_FOUND, f"unknown service {request.service!r}")
-        serving = health_pb2.HealthCheckResponse.SERVING if self._model.ready else health_pb2.HealthCheckResponse.NOT_SERVING
+        serving = (
+            health_pb2.HealthCheckResponse.SERVING if self._model.ready else health_pb2.HealthCheckResponse.NOT_SERVING
+        )
         return health_pb2.HealthCheckResponse(status=serving)
 
 

@@ -35,7 +35,7 @@ from omi_adapters.errors import ConfigurationError, InvalidInputError, PayloadTo
 from omi_adapters.metadata import parse_size
 from omi_adapters.types import ARRAY_DTYPES
 
-__all__ = ["JSON", "NPY", "OCTET_STREAM", "ERROR_FILE", "InputFile", "OutputFile", "FileCodec"]
+__all__ = ["ERROR_FILE", "JSON", "NPY", "OCTET_STREAM", "FileCodec", "InputFile", "OutputFile"]
 
 JSON = "application/json"
 NPY = "application/x-npy"
@@ -144,7 +144,9 @@ class InputFile:
     def _from_tensor_object(self, doc: dict[str, Any], where: str) -> np.ndarray[Any, Any]:
         datatype = doc.get("datatype", self.spec.datatype)
         if datatype != self.spec.datatype:
-            raise InvalidInputError(f"{where}: the tensor's datatype {datatype!r} is not the declared {self.spec.datatype}")
+            raise InvalidInputError(
+                f"{where}: the tensor's datatype {datatype!r} is not the declared {self.spec.datatype}"
+            )
         if "data" not in doc:
             raise InvalidInputError(f"{where}: a tensor object needs 'data' (and 'shape')")
         parameters = doc.get("parameters") or {}
@@ -188,7 +190,9 @@ def _cast(datatype: str, array: np.ndarray[Any, Any], where: str) -> np.ndarray[
         info = np.iinfo(target)
         low, high = array.min(), array.max()
         if low < info.min or high > info.max:
-            raise InvalidInputError(f"{where}: value {int(low if low < info.min else high)} is out of range for {datatype}")
+            raise InvalidInputError(
+                f"{where}: value {int(low if low < info.min else high)} is out of range for {datatype}"
+            )
     if datatype == "BF16":
         return bf16_to_float32(float32_to_bf16(array.astype(np.float32)))
     return array.astype(target, copy=False)
@@ -273,4 +277,3 @@ class FileCodec:
     def encode_item(self, arrays: Mapping[str, np.ndarray[Any, Any]]) -> dict[str, bytes]:
         """One item's output files, one per declared output present in ``arrays``."""
         return {f.spec.name: f.encode(arrays[f.spec.name]) for f in self.outputs if f.spec.name in arrays}
-

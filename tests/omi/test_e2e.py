@@ -71,20 +71,27 @@ def test_status_run_and_shutdown_end_the_process_with_exit_0() -> None:
 
 
 def test_items_are_batched_by_max_batch_size_and_a_bad_item_fails_alone() -> None:
-    with omi("scaler") as (srv, stub):
+    with omi("scaler") as (_, stub):
         assert stub.Status(pb.StatusRequest(), timeout=30).features.batch_size == 4
         reply = run(stub, *({"X": json.dumps([i, 0, 1]).encode()} for i in range(6)))
         assert [int(orjson.loads(o.output["BATCH"])) for o in reply.outputs] == [4, 4, 4, 4, 2, 2]
         assert [np.load(io.BytesIO(o.output["Y"])).tolist() for o in reply.outputs] == [[2 * i, 0, 2] for i in range(6)]
-        mixed = run(stub, {"X": b"[1, 1, 1]"}, {"X": b"[-1, 1, 1]"}, {"X": npy(np.array([2.0, 2, 2]))}, {"X": b"[1, 1]"})
+        mixed = run(
+            stub, {"X": b"[1, 1, 1]"}, {"X": b"[-1, 1, 1]"}, {"X": npy(np.array([2.0, 2, 2]))}, {"X": b"[1, 1]"}
+        )
         assert [o.success for o in mixed.outputs] == [True, False, True, False]
         assert mixed.outputs[1].output["error"] == b"X must not be negative"
         assert mixed.outputs[3].output["error"].startswith(b"input file 'X': expected FP64 [3] per item")
 
 
 def test_raw_text_inputs_and_outputs() -> None:
-    with omi("shout") as (srv, stub):
-        reply = run(stub, {"TEXT": b"raw words here"}, {"TEXT": b'{"datatype": "BYTES", "data": ["json"]}'}, {"TEXT": b"y" * 100})
+    with omi("shout") as (_, stub):
+        reply = run(
+            stub,
+            {"TEXT": b"raw words here"},
+            {"TEXT": b'{"datatype": "BYTES", "data": ["json"]}'},
+            {"TEXT": b"y" * 100},
+        )
         assert [o.output.get("UPPER") for o in reply.outputs[:2]] == [b"RAW WORDS HERE", b"JSON"]
         assert reply.outputs[2].output["error"] == b"input file 'TEXT' is 100 bytes, larger than its max_size 64"
 

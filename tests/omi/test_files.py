@@ -42,7 +42,9 @@ def test_a_batched_item_is_one_sample_and_may_carry_a_batch_of_one() -> None:
     file = InputFile(MATRIX, batched=True)
     assert file.decode(b"[1, 2, 3]").shape == (3,)
     assert file.decode(b"[[1, 2, 3]]").shape == (3,)
-    with pytest.raises(InvalidInputError, match=r"expected FP32 \[3\] per item \(the model batches items\), got FP32 \[2, 3\]"):
+    with pytest.raises(
+        InvalidInputError, match=r"expected FP32 \[3\] per item \(the model batches items\), got FP32 \[2, 3\]"
+    ):
         file.decode(b"[[1, 2, 3], [4, 5, 6]]")
 
 
@@ -59,7 +61,10 @@ def test_scalars_and_declared_shapes() -> None:
         (b"[[1, 2, 3], [4, 5]]", "ragged"),
         (b"[[1.5, 2, 3]]", None),
         (b"nonsense", "is not valid JSON"),
-        (b'{"datatype": "INT32", "shape": [1, 3], "data": [1, 2, 3]}', "the tensor's datatype 'INT32' is not the declared FP32"),
+        (
+            b'{"datatype": "INT32", "shape": [1, 3], "data": [1, 2, 3]}',
+            "the tensor's datatype 'INT32' is not the declared FP32",
+        ),
         (b'{"shape": [1, 3]}', "a tensor object needs 'data'"),
         (b'[["a", "b", "c"]]', "FP32 data must be numbers"),
         (b"null", "expected a nested list or a tensor object, got null"),
@@ -94,7 +99,9 @@ def test_one_element_bytes_inputs_take_raw_files_and_json() -> None:
         array = file.decode(raw)
         assert array.shape == () and array.dtype == object and array[()] == raw
     assert file.decode(b'["from json"]')[()] == b"from json"
-    assert file.decode(b'{"datatype": "BYTES", "data": ["aGk="], "parameters": {"content_type": "base64"}}')[()] == b"hi"
+    assert (
+        file.decode(b'{"datatype": "BYTES", "data": ["aGk="], "parameters": {"content_type": "base64"}}')[()] == b"hi"
+    )
     assert file.decode(npy(np.array(["npy text"])))[()] == b"npy text"
     unbatched = InputFile(TEXT, batched=False).decode(b"raw")
     assert unbatched.shape == (1,) and unbatched[0] == b"raw"
@@ -133,7 +140,9 @@ def test_items_must_name_exactly_the_declared_inputs() -> None:
 def test_outputs_are_json_by_default_npy_or_raw_when_declared() -> None:
     matrix = np.array([[1.5, 2], [3, 4]], dtype=np.float32)
     assert orjson.loads(OutputFile(Tensor("Y", "FP32", [-1, 2]), batched=False).encode(matrix)) == [[1.5, 2], [3, 4]]
-    loaded = np.load(io.BytesIO(OutputFile(Tensor("Y", "FP32", [-1, 2], media_types=[NPY]), batched=False).encode(matrix)))
+    loaded = np.load(
+        io.BytesIO(OutputFile(Tensor("Y", "FP32", [-1, 2], media_types=[NPY]), batched=False).encode(matrix))
+    )
     assert loaded.dtype == np.float32 and (loaded == matrix).all()
     raw = OutputFile(Tensor("Y", "FP32", [-1, 2], media_types=[OCTET_STREAM]), batched=False).encode(matrix)
     assert raw == matrix.astype("<f4").tobytes()

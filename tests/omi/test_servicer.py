@@ -31,19 +31,39 @@ def test_status_reports_the_declared_metadata_and_initializes_once() -> None:
         assert (first.status_code, first.status, first.message) == (200, "OK", "Model Initialized Successfully.")
         info = first.model_info
         assert (info.model_name, info.model_version, info.model_author, info.model_type, info.source) == (
-            "adder", "2", "Ada <ada@example.com>", "grpc", "omi-adapters")
+            "adder",
+            "2",
+            "Ada <ada@example.com>",
+            "grpc",
+            "omi-adapters",
+        )
         d = first.description
-        assert (d.summary, d.details, d.technical, d.performance) == ("Adds one.", "Adds one to every element.", "numpy", "exact")
+        assert (d.summary, d.details, d.technical, d.performance) == (
+            "Adds one.",
+            "Adds one to every element.",
+            "numpy",
+            "exact",
+        )
         [i] = first.inputs
         assert (i.filename, list(i.accepted_media_types), i.max_size, i.description) == (
-            "X", ["application/json", "application/x-npy"], "1K", "any matrix")
+            "X",
+            ["application/json", "application/x-npy"],
+            "1K",
+            "any matrix",
+        )
         [o] = first.outputs
         assert (o.filename, o.media_type, o.max_size, o.description) == ("Y", "application/json", "", "X + 1")
         r = first.resources
         assert (r.required_ram, r.num_cpus, r.num_gpus) == ("128M", 0.5, 0)
         assert (first.timeout.status, first.timeout.run) == ("30s", "20s")
         f = first.features
-        assert (f.batch_size, f.retrainable, f.results_format, f.adversarial_defense, f.drift_format) == (1, True, "json", False, "")
+        assert (f.batch_size, f.retrainable, f.results_format, f.adversarial_defense, f.drift_format) == (
+            1,
+            True,
+            "json",
+            False,
+            "",
+        )
         second = srv.stub.Status(pb.StatusRequest(), timeout=10)
         assert (second.status_code, second.message) == (200, "Model Already Initialized.")
         assert second.model_info == first.model_info and second.features == first.features
@@ -131,11 +151,19 @@ def test_raw_text_in_and_out_with_a_size_limit() -> None:
     with serve_in_process(models.shout) as srv:
         status = srv.stub.Status(pb.StatusRequest(), timeout=10)
         assert list(status.inputs[0].accepted_media_types) == ["text/plain", "application/json"]
-        assert [(o.filename, o.media_type) for o in status.outputs] == [("UPPER", "text/plain"), ("WORDS", "application/json")]
+        assert [(o.filename, o.media_type) for o in status.outputs] == [
+            ("UPPER", "text/plain"),
+            ("WORDS", "application/json"),
+        ]
         reply = srv.stub.Run(pb.RunRequest(inputs=items(
             {"TEXT": b"hello omi world"}, {"TEXT": b'["from json"]'}, {"TEXT": b"x" * 65}, {"TEXT": "d\u00e9j\u00e0 vu".encode()},
         )), timeout=10)  # fmt: skip
-        assert [o.output.get("UPPER") for o in reply.outputs] == [b"HELLO OMI WORLD", b"FROM JSON", None, "D\u00c9J\u00c0 VU".encode()]
+        assert [o.output.get("UPPER") for o in reply.outputs] == [
+            b"HELLO OMI WORLD",
+            b"FROM JSON",
+            None,
+            "D\u00c9J\u00c0 VU".encode(),
+        ]
         assert [o.output.get("WORDS") for o in reply.outputs] == [b"3", b"2", None, b"2"]
         assert errors(reply)[2] == "input file 'TEXT' is 65 bytes, larger than its max_size 64"
 
@@ -166,7 +194,10 @@ def test_drift_and_explain_reach_a_model_that_supports_them_and_are_answered_hon
         quiet = srv.stub.Run(pb.RunRequest(inputs=items(*files)), timeout=10)
         assert [orjson.loads(o.output["drift"]) for o in quiet.outputs] == [-1.0, -1.0]
         explain = srv.stub.Run(pb.RunRequest(inputs=items(*files), explain=True), timeout=10)
-        assert "explain was asked for, but model 'drifty' does not support it (features.explanation_format is empty)" in explain.message
+        assert (
+            "explain was asked for, but model 'drifty' does not support it (features.explanation_format is empty)"
+            in explain.message
+        )
         status = srv.stub.Status(pb.StatusRequest(), timeout=10)
         assert [i.filename for i in status.inputs] == ["X"] and status.features.drift_format == "score"
         sent = srv.stub.Run(pb.RunRequest(inputs=items({"X": b"[1, 2]", "detect_drift": b"[true]"})), timeout=10)
@@ -200,6 +231,8 @@ def test_health_and_reflection_on_the_omi_port() -> None:
         except grpc.RpcError as exc:
             assert exc.code() == grpc.StatusCode.NOT_FOUND
         reflect = reflection_pb2_grpc.ServerReflectionStub(srv.channel)
-        [answer] = reflect.ServerReflectionInfo(iter([reflection_pb2.ServerReflectionRequest(list_services="")]), timeout=5)
+        [answer] = reflect.ServerReflectionInfo(
+            iter([reflection_pb2.ServerReflectionRequest(list_services="")]), timeout=5
+        )
         names = {s.name for s in answer.list_services_response.service}
         assert {"ModzyModel", "grpc.health.v1.Health"} <= names
