@@ -308,8 +308,11 @@ def _fastapi_app(endpoints: _Endpoints, app: OipApp) -> FastAPI:
             "content": {
                 "application/json": {"schema": {"$ref": "#/components/schemas/InferenceRequest"}},
                 "application/octet-stream": {
-                    "schema": {"type": "string", "format": "binary"},
-                    "description": "A JSON header of Inference-Header-Content-Length bytes, then the binary data.",
+                    "schema": {
+                        "type": "string",
+                        "format": "binary",
+                        "description": "A JSON header of Inference-Header-Content-Length bytes, then the binary data.",
+                    }
                 },
             },
         }
