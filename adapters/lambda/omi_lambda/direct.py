@@ -1,0 +1,81 @@
+"""Direct invocation: an event that is itself an OIP inference request gets the OIP response.
+
+``aws lambda invoke --payload '{"model_name": "adder", "inputs": [...]}'`` and Step Functions
+tasks send such events. The request is decoded by the same codec as the REST body
+(interfaces.md §2.3) and run by the same :class:`DataPlane`; what comes back is the
+``$inference_response`` object, or an error object ``{"error": message, "status_code": N}``
+whose status is the one the REST API would answer (``omi_adapters.rest.HTTP_STATUS``, the
+one table from the error tree). Nothing is raised to the runtime: a raised error would reach
+the caller as a Lambda function error with a traceback instead of a clear message.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+
+from omi_adapters.codecs import oip_json
+from omi_adapters.codecs.tensors import kind_of
+from omi_adapters.dataplane import DataPlane
+from omi_adapters.errors import InvalidInputError, OmiError
+from omi_adapters.rest import HTTP_STATUS
+
+__all__ = ["is_inference_request", "invoke", "error_object", "internal_error_object"]
+
+log = logging.getLogger("omi_lambda")
+
+
+def is_inference_request(event: Any) -> bool:
+    """An object with ``inputs`` that is not an HTTP event (those all carry ``requestContext``)."""
+    return isinstance(event, Mapping) and "inputs" in event and "requestContext" not in event
+
+
+def invoke(dataplane: DataPlane, loop: asyncio.AbstractEventLoop, event: Mapping[str, Any], cold: bool) -> dict[str, Any]:
+    """Run one direct inference; returns the OIP response object or an error object."""
+    try:
+        name, version = _model_of(dataplane, event)
+        request = oip_json.request_from_dict(dict(event))
+        response = loop.run_until_complete(dataplane.infer(name, version, request))
+    except OmiError as exc:
+        return error_object(exc, cold)
+    except Exception as exc:  # noqa: BLE001 - the last line of defence: an error object, never a traceback
+        return internal_error_object(exc, cold)
+    obj = oip_json.response_to_dict(response)
+    for output in obj["outputs"]:
+        if isinstance(output["data"], np.ndarray):
+            output["data"] = output["data"].tolist()  # the runtime's JSON encoder knows no numpy
+    # The response stays a valid $inference_response: the flag goes among its parameters.
+    obj["parameters"] = {**obj.get("parameters", {}), "cold_start": cold}
+    return obj
+
+
+def error_object(exc: OmiError, cold: bool) -> dict[str, Any]:
+    """``{"error": message, "status_code": N, "cold_start": bool}`` for an error of the tree."""
+    return {"error": exc.message, "status_code": HTTP_STATUS[exc.code], "cold_start": cold}
+
+
+def internal_error_object(exc: BaseException, cold: bool) -> dict[str, Any]:
+    """A bug of ours: logged with its traceback, answered without it."""
+    log.exception("unexpected error while serving a direct invocation")
+    return {"error": f"internal error ({type(exc).__name__})", "status_code": 500, "cold_start": cold}
+
+
+def _model_of(dataplane: DataPlane, event: Mapping[str, Any]) -> tuple[str, str | None]:
+    name = event.get("model_name")
+    version = event.get("model_version")
+    if version is not None and not isinstance(version, str):
+        raise InvalidInputError(f"'model_version' must be a string, got {kind_of(version)}")
+    if name is None:
+        names = list(dict.fromkeys(m.name for m in dataplane.models))
+        if len(names) > 1:
+            raise InvalidInputError(
+                f"this function serves several models ({', '.join(names)}): name one with 'model_name'"
+            )
+        return names[0], version
+    if not isinstance(name, str) or not name:
+        raise InvalidInputError(f"'model_name' must be a non-empty string, got {kind_of(name)}")
+    return name, version
