@@ -1,0 +1,184 @@
+"""``omi build triton TARGET... --out REPO``: write a Triton model repository.
+
+For each model (interfaces.md §2.9, "Python backend")::
+
+    REPO/<name>/config.pbtxt          Triton's ModelConfig, in protobuf text format
+    REPO/<name>/<version>/model.py    a two-line shim: the TritonPythonModel of omi_triton
+    REPO/<name>/<version>/code/...    the file that defines the model (and any --include)
+
+so the repository carries the user's code; the model environment Triton runs it in needs
+omi-adapters-triton (and numpy<2, see :mod:`omi_triton.server`). Each model folder is written
+beside the old one and swapped in, so a rerun replaces it whole and leaves no half-written
+model; folders not written by this command are never touched.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import sys
+import tempfile
+from pathlib import Path
+
+from omi_adapters.contract import Model
+from omi_adapters.errors import ConfigurationError
+
+from omi_triton import config as triton_config
+
+__all__ = ["SHIM", "add_arguments", "build", "write_model"]
+
+#: The ``model.py`` every version folder gets. The stub imports it once for auto-completion
+#: and once per instance, so it imports nothing heavy itself.
+SHIM = '''"""Triton Python-backend entry point written by `omi build triton`; rebuild instead of editing."""
+
+from omi_triton.backend import TritonPythonModel  # noqa: F401
+'''
+CODE_DIR = "code"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Options of ``omi build triton``."""
+    parser.add_argument("--out", required=True, type=Path, metavar="REPO", help="the model repository to write")
+    parser.add_argument("--instances", type=int, default=1, help="model instances (processes) per model; default 1")
+    parser.add_argument(
+        "--max-queue-delay-us",
+        type=int,
+        default=0,
+        metavar="US",
+        help="dynamic batching: how long a request may wait to fill a batch (batching models only); default 0",
+    )
+    parser.add_argument(
+        "--include",
+        action="append",
+        type=Path,
+        default=[],
+        metavar="PATH",
+        help="a file or folder the model needs at run time, copied beside its code (repeatable)",
+    )
+
+
+def build(models: list[Model], args: argparse.Namespace) -> int:
+    """Write every model into ``args.out``; returns the exit code."""
+    if args.instances < 1:
+        raise ConfigurationError(f"--instances must be at least 1, got {args.instances}")
+    if args.max_queue_delay_us < 0:
+        raise ConfigurationError(f"--max-queue-delay-us must be >= 0, got {args.max_queue_delay_us}")
+    names: dict[str, Model] = {}
+    for model in models:
+        if model.name in names:
+            raise ConfigurationError(
+                f"two models are named '{model.name}' ({_describe(names[model.name])} and {_describe(model)}); "
+                "a Triton repository holds one folder per name"
+            )
+        names[model.name] = model
+    for include in args.include:
+        if not include.exists():
+            raise ConfigurationError(f"--include {include}: no such file or folder")
+    for model in models:
+        folder = write_model(
+            model,
+            args.out,
+            instances=args.instances,
+            max_queue_delay_us=args.max_queue_delay_us,
+            include=args.include,
+        )
+        print(f"wrote {folder}")
+    return 0
+
+
+def write_model(
+    model: Model,
+    repository: Path,
+    *,
+    instances: int = 1,
+    max_queue_delay_us: int = 0,
+    include: list[Path] | None = None,
+) -> Path:
+    """Write one model's folder into ``repository``; returns the folder."""
+    repository = Path(repository)
+    source, target = _source_of(model)
+    message = triton_config.build_config(
+        model, target, instances=instances, max_queue_delay_us=max_queue_delay_us
+    )
+    folder = repository / model.name
+    try:
+        repository.mkdir(parents=True, exist_ok=True)
+        _check_ours(folder)
+        staging = Path(tempfile.mkdtemp(prefix=f".{model.name}.", dir=repository))
+        try:
+            staging.chmod(0o755)  # mkdtemp makes it private; a repository is read by the server's user
+            (staging / "config.pbtxt").write_text(triton_config.to_text(message))
+            version = staging / model.version
+            version.mkdir()
+            (version / "model.py").write_text(SHIM)
+            code = version / CODE_DIR
+            code.mkdir()
+            if source is not None:
+                shutil.copy2(source, code / source.name)
+            for path in include or []:
+                _copy(path, code / path.name)
+            _swap(staging, folder)
+        finally:
+            if staging.exists():
+                shutil.rmtree(staging)
+    except OSError as exc:
+        where = exc.filename or repository
+        raise ConfigurationError(f"cannot write the Triton repository {repository}: {where}: {exc.strerror or exc}") from None
+    return folder
+
+
+def _source_of(model: Model) -> tuple[Path | None, str]:
+    """The file to copy and the target the backend loads (relative to the version folder)."""
+    module_name = getattr(model.target, "__module__", None)
+    module = sys.modules.get(module_name or "")
+    if module is None:
+        raise ConfigurationError(f"model '{model.name}': cannot find the module that defines it")
+    attrs = [name for name, value in vars(module).items() if value is model]
+    if not attrs:
+        raise ConfigurationError(f"model '{model.name}' is not a top-level name of module '{module.__name__}'")
+    attr = attrs[0]
+    file = getattr(module, "__file__", None)
+    if "." not in module.__name__ and module.__name__ != "__main__" and file and Path(file).is_file():
+        # A model file (TARGET path/to/file.py): the repository carries a copy of it.
+        path = Path(file).resolve()
+        return path, f"{CODE_DIR}/{path.name}:{attr}"
+    # A module of a package: the model environment must have the package installed.
+    return None, f"{module.__name__}:{attr}"
+
+
+def _check_ours(folder: Path) -> None:
+    if not folder.exists():
+        return
+    config = folder / "config.pbtxt"
+    try:
+        message = triton_config.parse(config.read_text())
+        ours = triton_config.TARGET_PARAMETER in message.parameters
+    except Exception:  # noqa: BLE001 - an unreadable or foreign config is "not ours"
+        ours = False
+    if not ours:
+        raise ConfigurationError(
+            f"{folder} exists and was not written by `omi build triton`; remove it or choose another --out"
+        )
+
+
+def _swap(staging: Path, folder: Path) -> None:
+    old = None
+    if folder.exists():
+        old = folder.with_name(f".{folder.name}.old.{os.getpid()}")
+        folder.rename(old)
+    staging.rename(folder)
+    if old is not None:
+        shutil.rmtree(old)
+
+
+def _copy(path: Path, dest: Path) -> None:
+    if path.is_dir():
+        shutil.copytree(path, dest, ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+    else:
+        shutil.copy2(path, dest)
+
+
+def _describe(model: Model) -> str:
+    module = getattr(model.target, "__module__", "?")
+    return f"{module}.{getattr(model.target, '__name__', model.name)}"
