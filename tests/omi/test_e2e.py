@@ -116,7 +116,7 @@ def test_shutdown_lets_in_flight_work_finish() -> None:
         try:  # a second Shutdown is answered, or refused once the server no longer takes calls
             assert stub.Shutdown(pb.ShutdownRequest(), timeout=30).status_code == 200
         except grpc.RpcError as exc:
-            assert exc.code() is grpc.StatusCode.UNAVAILABLE, exc
+            assert exc.code() in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.CANCELLED), exc
         reply = pending.result()
         assert reply.outputs[0].success and orjson.loads(reply.outputs[0].output["Y"]) == [0.5]
         assert srv.wait(30) == 0
