@@ -18,6 +18,7 @@ TARGETS = (
     f"{MODELS}:failing",
     f"{MODELS}:slow",
     f"{MODELS}:adder_v2",
+    f"{MODELS}:async_adder",
 )
 
 

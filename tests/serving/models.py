@@ -73,3 +73,12 @@ class Broken:
 
     def predict(self, X: np.ndarray) -> np.ndarray:
         return X
+
+
+@model(name="async_adder", inputs=[Tensor("X", "INT64", [-1])], outputs=[Tensor("Y", "INT64", [-1])])
+async def async_adder(X: np.ndarray) -> np.ndarray:
+    """An async predict runs on the server's loop."""
+    import asyncio
+
+    await asyncio.sleep(0)
+    return X + 1

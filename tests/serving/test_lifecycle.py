@@ -90,3 +90,20 @@ def test_lazy_model_loads_when_readiness_is_asked() -> None:
         assert first.status_code == 503  # not loaded yet: asking starts the load
         srv.wait_ready()
         assert httpx.get(f"{base}/v2/models/iris/ready").json() == {"name": "iris", "ready": True}
+
+
+def test_message_size_limit_over_rest_and_grpc() -> None:
+    with serve(EXAMPLES / "adder.py", protocols=("rest", "grpc"), args=["--max-message-bytes", "4096"]) as srv:
+        big = {"inputs": [{"name": "X", "datatype": "FP32", "shape": [1, 2000], "data": [1.0] * 2000}]}
+        response = httpx.post(f"http://{srv.http_url}/v2/models/adder/infer", json=big)
+        assert response.status_code == 413
+        assert "exceeds the limit of 4096 bytes" in response.json()["error"]
+        with grpc.insecure_channel(srv.grpc_url) as channel:
+            request = service_pb2.ModelInferRequest(model_name="adder")
+            request.inputs.add(name="X", datatype="FP32", shape=[1, 2000])
+            request.raw_input_contents.append(bytes(8000))
+            with pytest.raises(grpc.RpcError) as info:
+                service_pb2_grpc.GRPCInferenceServiceStub(channel).ModelInfer(request, timeout=30)
+            assert info.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+        small = {"inputs": [{"name": "X", "datatype": "FP32", "shape": [1, 2], "data": [1.0, 2.0]}]}
+        assert httpx.post(f"http://{srv.http_url}/v2/models/adder/infer", json=small).status_code == 200

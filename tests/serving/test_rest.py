@@ -174,3 +174,9 @@ def test_model_list(http: httpx.Client) -> None:
     models = http.get("/v2/models").json()["models"]
     assert {"adder", "text", "iris", "echo_bf16"} <= set(models)
     assert len(models) == len(set(models))
+
+
+def test_async_predict(client: httpclient.InferenceServerClient) -> None:
+    tensor = httpclient.InferInput("X", [3], "INT64")
+    tensor.set_data_from_numpy(np.array([1, 2, 3], dtype=np.int64))
+    np.testing.assert_array_equal(client.infer("async_adder", [tensor]).as_numpy("Y"), [2, 3, 4])
