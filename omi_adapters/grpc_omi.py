@@ -60,6 +60,7 @@ STATUS_OF: dict[ErrorCode, tuple[int, str]] = {
 FLAG_INPUTS = {"detect_drift": "drift_format", "explain": "explanation_format"}
 
 Item = tuple[int, dict[str, np.ndarray[Any, Any]]]
+_DECODE_ON_LOOP_BYTES = 256 * 1024  # larger Run requests are decoded in a worker thread
 
 
 class ModzyModelServicer(pb_grpc.ModzyModelServicer):
@@ -121,6 +122,18 @@ class ModzyModelServicer(pb_grpc.ModzyModelServicer):
         except OmiError as exc:
             failed = _failure(f"Failed to process model input: {exc}")
             return _run_response([failed] * len(results), notes)
+        size = sum(len(data) for item in request.inputs for data in item.input.values())
+        if size > _DECODE_ON_LOOP_BYTES:
+            # Parsing megabytes of JSON would stall every other call on the loop: use a thread.
+            loop = asyncio.get_running_loop()
+            items = await loop.run_in_executor(self._dataplane.executor, self._decode, request, results)
+        else:
+            items = self._decode(request, results)
+        await asyncio.gather(*(self._run_chunk(chunk, results) for chunk in self._chunks(items)))
+        return _run_response(results, notes)
+
+    def _decode(self, request: pb.RunRequest, results: list[pb.OutputItem | None]) -> list[Item]:
+        """Decode every item; a bad one gets its failure in ``results`` and is left out."""
         flags = {name: getattr(request, name) for name in self._flags}
         items: list[Item] = []
         for index, item in enumerate(request.inputs):
@@ -129,11 +142,14 @@ class ModzyModelServicer(pb_grpc.ModzyModelServicer):
             except OmiError as exc:
                 results[index] = _failure(str(exc))
                 continue
+            except Exception as exc:  # a codec bug fails its item, with the reason, not the call
+                log.exception("decoding OMI item %d for model %r failed", index, self._model.name)
+                results[index] = _failure(f"internal error: {type(exc).__name__}: {exc}")
+                continue
             for name, value in flags.items():
                 arrays[name] = np.full(self._flags[name], value)
             items.append((index, arrays))
-        await asyncio.gather(*(self._run_chunk(chunk, results) for chunk in self._chunks(items)))
-        return _run_response(results, notes)
+        return items
 
     def _chunks(self, items: list[Item]) -> list[list[Item]]:
         """Batches of items predict can take together: same tensors and shapes, up to max_batch_size."""

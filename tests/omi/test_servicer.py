@@ -92,6 +92,19 @@ def test_run_before_status_loads_the_model_once() -> None:
         assert status.status_code == 200 and len(models.LOADS) == 1
 
 
+def test_large_runs_are_decoded_off_the_loop_with_the_same_results() -> None:
+    big = np.arange(50_000, dtype=np.int64)
+    buffer = io.BytesIO()
+    np.save(buffer, big)
+    with serve_in_process(models.Lazy) as srv:
+        reply = srv.stub.Run(
+            pb.RunRequest(inputs=items({"X": buffer.getvalue()}, {"X": b"[1]"}, {"X": b"[1.5]"})), timeout=30
+        )
+        assert orjson.loads(reply.outputs[0].output["Y"]) == (big + 100).tolist()
+        assert orjson.loads(reply.outputs[1].output["Y"]) == [101]
+        assert "INT64 data must be integers" in errors(reply)[2]
+
+
 def test_good_and_bad_items_in_one_call_fail_alone_in_order() -> None:
     with serve_in_process(models.adder) as srv:
         buffer = io.BytesIO()
