@@ -72,6 +72,7 @@ class ModzyModelServicer(pb_grpc.ModzyModelServicer):
         self._shutdown = shutdown
         self._shutting_down = False
         self._announced = False  # whether a Status has reported the model initialized
+        self._loading: asyncio.Future[Any] | None = None
         self._batched = model.max_batch_size > 0
         # Flag inputs are filled from the RunRequest, one value per item, never from a file.
         self._flags = {
@@ -103,9 +104,19 @@ class ModzyModelServicer(pb_grpc.ModzyModelServicer):
         return reply
 
     async def _load(self) -> None:
-        """Load (or wait for) the model within the declared status timeout."""
+        """Load (or wait for) the model within the declared status timeout.
+
+        Every caller waits on one shared load, so clients polling Status while a slow model
+        loads (as chassis' OMIClient does every 0.5 s) do not each hold a worker thread.
+        """
+        if self._model.ready:
+            return
+        if self._loading is None or self._loading.done():
+            self._loading = asyncio.ensure_future(self._dataplane.wait_ready(self._model))
+            # The outcome is read by whoever waits; this only keeps an unawaited failure quiet.
+            self._loading.add_done_callback(lambda task: task.cancelled() or task.exception())
         try:
-            await asyncio.wait_for(self._dataplane.wait_ready(self._model), self._status_timeout)
+            await asyncio.wait_for(asyncio.shield(self._loading), self._status_timeout)
         except TimeoutError:
             raise ModelNotReadyError(
                 f"model '{self._model.name}' did not finish loading within its status timeout "
