@@ -1,0 +1,204 @@
+"""``omi build knative TARGET... --out DIR --image IMAGE``: a Knative/KServe deployment.
+
+Writes into ``DIR``::
+
+    service.yaml            a serving.knative.dev/v1 Service
+    inferenceservice.yaml   a serving.kserve.io/v1beta1 InferenceService (custom predictor, v2)
+    Containerfile           the image both run; DIR is its build context
+    model/                  the files that define the models (and any --include)
+    wheels/                 the --wheel files, installed in the image ahead of PyPI
+
+The Service is checked against Knative's Service CRD (strict) and its admission rules, and the
+InferenceService's pod against the same admission rules, before anything is written: an invalid
+deployment is refused with every problem listed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import sys
+from importlib import metadata as importlib_metadata
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from omi_adapters.contract import Model
+from omi_adapters.errors import ConfigurationError
+from omi_knative import validate
+from omi_knative.containerfile import DEFAULT_BASE, ImageSpec, render
+from omi_knative.manifests import Deployment, inference_service, knative_service, request_timeout, service_name
+
+__all__ = ["add_arguments", "build", "write"]
+
+MODEL_DIR = "model"
+WHEEL_DIR = "wheels"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Options of ``omi build knative``."""
+    parser.add_argument("--out", required=True, type=Path, metavar="DIR", help="the folder to write (the image's build context)")
+    parser.add_argument("--image", required=True, help="the image reference the manifests deploy, such as registry/name:tag")
+    parser.add_argument("--protocol", choices=["rest", "grpc"], default="rest", help="OIP REST (port http1) or OIP gRPC (port h2c)")
+    parser.add_argument("--name", help="the Service's name (default: made from the first model's name)")
+    parser.add_argument("--port", type=int, default=8080, help="the container port (default 8080)")
+    parser.add_argument("--concurrency", type=int, default=10, help="containerConcurrency: requests per container (0: no limit); default 10")
+    parser.add_argument("--target", type=float, default=None, help="autoscaling target concurrency (default: --concurrency)")
+    parser.add_argument("--min-scale", type=int, default=0, help="fewest replicas (0 scales to zero); default 0")
+    parser.add_argument("--max-scale", type=int, default=10, help="most replicas (0: no limit); default 10")
+    parser.add_argument("--env", action="append", default=[], metavar="NAME=VALUE", help="an env var of the container (repeatable)")
+    parser.add_argument("--base", default=DEFAULT_BASE, help=f"the base image with python3 (default {DEFAULT_BASE})")
+    parser.add_argument(
+        "--requirement", action="append", default=[], metavar="REQ", help="another pip requirement of the model (repeatable)"
+    )
+    parser.add_argument(
+        "--wheel", action="append", default=[], type=Path, metavar="FILE", help="a wheel to install from the build context (repeatable)"
+    )
+    parser.add_argument(
+        "--include", action="append", default=[], type=Path, metavar="PATH", help="a file or folder the model needs, copied beside it"
+    )
+    parser.add_argument("--crd", type=Path, default=None, help="validate against this Service CRD instead of the shipped v1.23 one")
+
+
+def build(models: list[Model], args: argparse.Namespace) -> int:
+    """Validate and write the deployment of ``models``; returns the exit code."""
+    env = []
+    for item in args.env:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise ConfigurationError(f"--env {item!r}: expected NAME=VALUE")
+        env.append((key, value))
+    deployment = Deployment(
+        name=args.name or service_name(models),
+        image=args.image,
+        protocol=args.protocol,
+        port=args.port,
+        concurrency=args.concurrency,
+        target=args.target,
+        min_scale=args.min_scale,
+        max_scale=args.max_scale,
+        env=tuple(env),
+    )
+    for path in [*args.wheel, *args.include]:
+        if not path.exists():
+            raise ConfigurationError(f"{path}: no such file or folder")
+    for wheel in args.wheel:
+        if wheel.suffix != ".whl" or not wheel.is_file():
+            raise ConfigurationError(f"--wheel {wheel}: not a wheel file (*.whl)")
+    written = write(
+        models,
+        deployment,
+        args.out,
+        base=args.base,
+        requirements=args.requirement,
+        wheels=args.wheel,
+        include=args.include,
+        crd=args.crd,
+    )
+    for path in written:
+        print(f"wrote {path}")
+    return 0
+
+
+def write(
+    models: list[Model],
+    deployment: Deployment,
+    out: Path,
+    *,
+    base: str = DEFAULT_BASE,
+    requirements: list[str] | None = None,
+    wheels: list[Path] | None = None,
+    include: list[Path] | None = None,
+    crd: Path | None = None,
+) -> list[Path]:
+    """Build, check, then write everything; returns the paths written."""
+    service = knative_service(models, deployment)
+    isvc = inference_service(models, deployment)
+    validate.validate_service(service, validate.load_schema(crd))
+    problems = validate.pod_errors(_predictor_pod(isvc), "spec.predictor")
+    if problems:
+        raise ConfigurationError("invalid InferenceService:\n  " + "\n  ".join(problems))
+
+    sources, targets = _sources(models)
+    extra = "grpc" if deployment.protocol == "grpc" else "rest"
+    spec = ImageSpec(
+        targets=targets,
+        model_names=[m.name for m in models],
+        requirements=[f"omi-adapters[{extra}]=={_version()}", *(requirements or [])],
+        protocol=deployment.protocol,
+        port=deployment.port,
+        base=base,
+        wheels=bool(wheels),
+        graceful_timeout=request_timeout(models),
+    )
+    out = Path(out)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        written = [_dump(out / "service.yaml", service), _dump(out / "inferenceservice.yaml", isvc)]
+        (out / "Containerfile").write_text(render(spec))
+        written.append(out / "Containerfile")
+        written.append(_fill(out / MODEL_DIR, [*sources, *(include or [])]))
+        if wheels:
+            written.append(_fill(out / WHEEL_DIR, wheels))
+        elif (out / WHEEL_DIR).exists():
+            shutil.rmtree(out / WHEEL_DIR)
+    except OSError as exc:
+        raise ConfigurationError(f"cannot write {out}: {exc.filename or ''} {exc.strerror or exc}".strip()) from None
+    return written
+
+
+def _predictor_pod(isvc: dict[str, Any]) -> dict[str, Any]:
+    predictor = isvc["spec"]["predictor"]
+    return {"containers": predictor["containers"], "containerConcurrency": predictor["containerConcurrency"],
+            "timeoutSeconds": predictor["timeout"]}  # fmt: skip
+
+
+def _sources(models: list[Model]) -> tuple[list[Path], list[str]]:
+    """The files to copy into ``model/`` and the ``omi serve`` targets that load them there."""
+    files: dict[Path, None] = {}
+    targets: list[str] = []
+    for model in models:
+        module = sys.modules.get(getattr(model.target, "__module__", None) or "")
+        if module is None:
+            raise ConfigurationError(f"model '{model.name}': cannot find the module that defines it")
+        attrs = [name for name, value in vars(module).items() if value is model]
+        if not attrs:
+            raise ConfigurationError(f"model '{model.name}' is not a top-level name of module '{module.__name__}'")
+        file = getattr(module, "__file__", None)
+        if "." not in module.__name__ and file and Path(file).is_file():
+            # A model file (TARGET path/to/file.py): the image carries a copy of it.
+            path = Path(file).resolve()
+            files[path] = None
+            targets.append(f"{path.name}:{attrs[0]}")
+        else:
+            # A module of a package: --requirement or --wheel must install it in the image.
+            targets.append(f"{module.__name__}:{attrs[0]}")
+    return list(files), targets
+
+
+def _fill(folder: Path, paths: list[Path]) -> Path:
+    """Make ``folder`` hold exactly copies of ``paths`` (a rerun leaves nothing stale)."""
+    if folder.exists():
+        shutil.rmtree(folder)
+    folder.mkdir()
+    for path in paths:
+        if path.is_dir():
+            shutil.copytree(path, folder / path.name, ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+        else:
+            shutil.copy2(path, folder / path.name)
+    return folder
+
+
+def _dump(path: Path, manifest: dict[str, Any]) -> Path:
+    path.write_text(yaml.safe_dump(manifest, sort_keys=False, default_flow_style=False))
+    return path
+
+
+def _version() -> str:
+    try:
+        return importlib_metadata.version("omi-adapters")
+    except importlib_metadata.PackageNotFoundError:  # pragma: no cover - running from a bare checkout
+        from omi_adapters import __version__
+
+        return str(__version__)
