@@ -1,0 +1,36 @@
+"""Models for the Lambda tests: one that fails, one that counts its loads, one that answers big."""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+
+from omi_adapters import Tensor, model
+
+#: One entry per load of :class:`Counter` in this process (an execution environment).
+LOADS: list[int] = []
+
+
+@model(name="failing", inputs=[Tensor("X", "FP32", [-1])], outputs=[Tensor("Y", "FP32", [-1])])
+def failing(X: np.ndarray) -> np.ndarray:
+    raise RuntimeError("this model always fails")
+
+
+@model(
+    name="counter",
+    load="lazy",
+    inputs=[Tensor("X", "FP32", [-1])],
+    outputs=[Tensor("LOADS", "INT32", [1]), Tensor("PID", "INT64", [1])],
+)
+class Counter:
+    def load(self) -> None:
+        LOADS.append(os.getpid())
+
+    def predict(self, X: np.ndarray) -> dict[str, np.ndarray]:
+        return {"LOADS": np.array([len(LOADS)], dtype=np.int32), "PID": np.array([os.getpid()], dtype=np.int64)}
+
+
+@model(name="big", inputs=[Tensor("N", "INT64", [1])], outputs=[Tensor("Y", "UINT8", [-1])])
+def big(N: np.ndarray) -> np.ndarray:
+    return np.zeros(int(N[0]), dtype=np.uint8)

@@ -1,0 +1,205 @@
+"""The built bundle under the real Runtime Interface Emulator and awslambdaric, fed AWS's own events."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import yaml
+
+from tests.conftest import ROOT
+
+from .events import http_event, response_body, response_headers
+from .rie import Emulator, runtime_path
+
+MODELS = "tests/lambda/lambda_models.py"
+TARGETS = ["examples/adder.py", "examples/text.py", f"{MODELS}:failing", f"{MODELS}:Counter", f"{MODELS}:big"]
+KINDS = ["http-api", "rest-api", "alb"]
+PYTHON = f"{sys.version_info.major}.{sys.version_info.minor}"
+COUNT = {"model_name": "counter", "inputs": [{"name": "X", "datatype": "FP32", "shape": [1], "data": [0.5]}]}
+
+
+@dataclass
+class Function:
+    emulator: Emulator
+    first: Any
+    second: Any
+    template: dict[str, Any]
+
+
+@pytest.fixture(scope="module")
+def bundle(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """``omi build lambda ... --install-deps`` for this interpreter's Python (pip's cache kept in .tools)."""
+    out = tmp_path_factory.mktemp("lambda") / "bundle"
+    command = [sys.executable, "-m", "omi_adapters.cli", "build", "lambda", *TARGETS, "--out", str(out)]
+    command += ["--python", PYTHON, "--install-deps"]
+    env = {**os.environ, "PIP_CACHE_DIR": str(ROOT / ".tools" / "lambda" / "pip-cache")}
+    done = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=900)
+    assert done.returncode == 0, done.stdout + done.stderr
+    return out
+
+
+@pytest.fixture(scope="module")
+def function(
+    bundle: Path, lambda_tools: dict[str, Path], tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Function]:
+    """One execution environment run as the template describes it; its first two invocations."""
+    template = yaml.safe_load((bundle / "template.yaml").read_text())
+    properties = template["Resources"]["ModelFunction"]["Properties"]
+    shim = runtime_path(tmp_path_factory.mktemp("runtime"))
+    emulator = Emulator(
+        lambda_tools["rie"], bundle / properties["CodeUri"], properties["Handler"],
+        properties["Environment"]["Variables"], shim,
+    )  # fmt: skip
+    try:
+        first = emulator.invoke(COUNT)
+        second = emulator.invoke(COUNT)
+        yield Function(emulator, first, second, template)
+    finally:
+        emulator.stop()
+
+
+@pytest.fixture(scope="module")
+def call(function: Function, events_dir: Path) -> Any:
+    """``call(kind, method, path, body, headers) -> (status, headers, body)`` through the emulator."""
+
+    def send(kind: str, method: str, path: str, body: bytes = b"", headers: dict[str, str] | None = None) -> Any:
+        response = function.emulator.invoke(http_event(events_dir, kind, method, path, body, headers))
+        assert "statusCode" in response, f"not an HTTP answer: {response}\n{function.emulator.log()[-3000:]}"
+        return response["statusCode"], response_headers(response), response_body(response)
+
+    return send
+
+
+def test_cold_start_is_flagged_on_the_first_invocation_only(function: Function) -> None:
+    assert function.first["parameters"]["cold_start"] is True, function.first
+    assert function.second["parameters"]["cold_start"] is False, function.second
+    first = {o["name"]: o["data"] for o in function.first["outputs"]}
+    second = {o["name"]: o["data"] for o in function.second["outputs"]}
+    # The lazy model loaded once, in this one environment, on its first invocation.
+    assert first["LOADS"] == second["LOADS"] == [1]
+    assert first["PID"] == second["PID"]
+
+
+def test_the_log_reports_init_and_load_durations(function: Function) -> None:
+    log = function.emulator.log()
+    assert "INIT REPORT" in log  # the emulator's own lifecycle, as Lambda logs it
+    lines = [line for line in log.splitlines() if "omi-lambda cold start" in line]
+    assert len(lines) == 1, log[-3000:]
+    line = lines[0]
+    assert "init " in line and "first invocation " in line
+    assert "adder v1 (eager) ready in" in line
+    assert "counter v1 (lazy) ready in" in line
+
+
+def _json_infer(name: str, inputs: list[dict[str, Any]]) -> bytes:
+    return json.dumps({"inputs": inputs}).encode()
+
+
+ADD = [{"name": "X", "datatype": "FP32", "shape": [2, 2], "data": [1, 2, 3, 4]}]
+
+
+@pytest.mark.parametrize("content_type", [None, "application/json"])
+@pytest.mark.parametrize("kind", KINDS)
+def test_http_json(call: Any, kind: str, content_type: str | None) -> None:
+    headers = {"content-type": content_type} if content_type else {}
+
+    status, response_headers_, body = call(kind, "GET", "/v2/health/ready", headers=headers)
+    assert (status, json.loads(body)) == (200, {"ready": True})
+    assert response_headers_["x-omi-cold-start"] == "false"
+
+    status, _, body = call(kind, "GET", "/v2/models/adder", headers=headers)
+    assert status == 200 and json.loads(body)["inputs"] == [{"name": "X", "datatype": "FP32", "shape": [-1, -1]}]
+
+    status, _, body = call(kind, "POST", "/v2/models/adder/infer", _json_infer("adder", ADD), headers)
+    assert status == 200, body
+    output = json.loads(body)["outputs"][0]
+    assert (output["name"], output["shape"], output["data"]) == ("Y", [2, 2], [2.0, 3.0, 4.0, 5.0])
+
+    text = [{"name": "TEXT", "datatype": "BYTES", "shape": [2], "data": ["hello lambda", "a b c"]}]
+    status, _, body = call(kind, "POST", "/v2/models/text/infer", _json_infer("text", text), headers)
+    outputs = {o["name"]: o["data"] for o in json.loads(body)["outputs"]}
+    assert status == 200 and outputs == {"UPPER": ["HELLO LAMBDA", "A B C"], "WORDS": [2, 3]}
+
+
+@pytest.mark.parametrize("content_type", [None, "application/json"])
+@pytest.mark.parametrize("kind", KINDS)
+def test_http_errors(call: Any, kind: str, content_type: str | None) -> None:
+    headers = {"content-type": content_type} if content_type else {}
+    cases = [
+        ("POST", "/v2/models/nosuch/infer", _json_infer("nosuch", ADD), 404, "unknown model 'nosuch'"),
+        ("GET", "/v2/models/nosuch", b"", 404, "unknown model 'nosuch'"),
+        ("POST", "/v2/models/adder/infer", b"{not json", 400, "not valid JSON"),
+        ("POST", "/v2/models/adder/infer", _json_infer("adder", [{**ADD[0], "datatype": "INT32"}]), 400,
+         "input 'X': expected FP32 [-1, -1], got INT32 [2, 2]"),
+        ("POST", "/v2/models/failing/infer", _json_infer("failing", [{**ADD[0], "shape": [4]}]), 500,
+         "this model always fails"),
+        ("GET", "/v2/nowhere", b"", 404, "no such endpoint"),
+    ]  # fmt: skip
+    for method, path, body, status, message in cases:
+        got, response_headers_, answer = call(kind, method, path, body, headers)
+        assert got == status, (path, answer)
+        assert message in json.loads(answer)["error"]
+        assert response_headers_["content-type"] == "application/json"
+
+
+@pytest.mark.parametrize("content_type", [None, "application/octet-stream"])
+@pytest.mark.parametrize("kind", KINDS)
+def test_http_binary(call: Any, kind: str, content_type: str | None) -> None:
+    data = np.arange(6, dtype=np.float32).reshape(2, 3)
+    header = json.dumps({
+        "inputs": [{"name": "X", "datatype": "FP32", "shape": [2, 3], "parameters": {"binary_data_size": data.nbytes}}],
+        "parameters": {"binary_data_output": True},
+    }).encode()  # fmt: skip
+    headers = {"Inference-Header-Content-Length": str(len(header))}
+    if content_type:
+        headers["content-type"] = content_type
+    status, response_headers_, body = call(kind, "POST", "/v2/models/adder/infer", header + data.tobytes(), headers)
+    assert status == 200, body
+    assert response_headers_["content-type"] == "application/octet-stream"
+    length = int(response_headers_["inference-header-content-length"])
+    output = json.loads(body[:length])["outputs"][0]
+    assert output["parameters"]["binary_data_size"] == data.nbytes
+    np.testing.assert_array_equal(np.frombuffer(body[length:], dtype="<f4").reshape(2, 3), data + 1)
+
+
+def test_direct_invocation(function: Function) -> None:
+    answer = function.emulator.invoke({"model_name": "adder", "id": "r1", "inputs": ADD})
+    assert answer == {
+        "model_name": "adder", "model_version": "1", "id": "r1",
+        "outputs": [{"name": "Y", "datatype": "FP32", "shape": [2, 2], "data": [2.0, 3.0, 4.0, 5.0]}],
+        "parameters": {"cold_start": False},
+    }  # fmt: skip
+    errors = [
+        ({"inputs": ADD}, 400, "serves several models"),
+        ({"model_name": "nosuch", "inputs": ADD}, 404, "unknown model 'nosuch'"),
+        ({"model_name": "adder", "inputs": [{"name": "X", "datatype": "FP32", "shape": [3], "data": [1]}]}, 400,
+         "'data' has 1 elements, shape [3] needs 3"),
+        ({"model_name": "failing", "inputs": [{"name": "X", "datatype": "FP32", "shape": [1], "data": [1]}]}, 500,
+         "this model always fails"),
+        ({"something": "else"}, 400, "unsupported event"),
+    ]  # fmt: skip
+    for event, status, message in errors:
+        answer = function.emulator.invoke(event)
+        assert answer["status_code"] == status, answer
+        assert message in answer["error"] and answer["cold_start"] is False
+
+
+def test_a_response_over_6_mb_is_refused_with_413(call: Any) -> None:
+    request = {"inputs": [{"name": "N", "datatype": "INT64", "shape": [1], "data": [7_000_000]}]}
+    status, _, body = call("http-api", "POST", "/v2/models/big/infer", json.dumps(request).encode())
+    assert status == 413 and "exceeds Lambda's limit" in json.loads(body)["error"]
+
+
+def test_the_bundle_carries_no_grpc(bundle: Path) -> None:
+    code = bundle / "function"
+    assert (code / "numpy").is_dir() and (code / "mangum").is_dir()
+    assert not (code / "grpc").exists() and not (code / "omi_adapters" / "protos").exists()
