@@ -9,8 +9,8 @@ input names. A file is decoded by what it is, among the media types its input ac
 - any other type (``text/plain``, ``image/png``, ``application/octet-stream``, ...): the bytes
   themselves, for an input that holds exactly one ``BYTES`` element per item.
 
-When an input accepts both JSON and raw bytes, only a JSON array or a tensor object is taken
-as JSON, so a text such as ``42`` or ``hello`` stays text.
+When an input accepts both JSON and raw bytes, only a valid JSON array or tensor object is taken
+as JSON, so a text such as ``42``, ``hello``, ``[sic] ...`` or ``{"a": 1}`` stays text.
 
 When the model batches (``max_batch_size > 0``) an item is one sample: its tensors have the
 declared shape without the batch dimension (a leading dimension of 1 is also accepted).
@@ -98,16 +98,25 @@ class InputFile:
                 f"input file '{name}' is {len(data)} bytes, larger than its max_size {self.max_size}"
             )
         if data.startswith(_NPY_MAGIC) and self.accepts_npy:
-            array = self._from_npy(data)
-        elif self.accepts_json and (not self.accepts_raw or data.lstrip()[:1] in (b"[", b"{")):
-            array = self._from_json(data)
-        elif self.accepts_raw:
-            array = self._from_raw(data)
-        else:
-            raise InvalidInputError(
-                f"input file '{name}' is not in a media type it accepts ({', '.join(self.media_types)})"
-            )
-        return self._fit(array)
+            return self._fit(self._from_npy(data))
+        if self.accepts_json and (not self.accepts_raw or data.lstrip()[:1] in (b"[", b"{")):
+            try:
+                doc = orjson.loads(data)
+            except orjson.JSONDecodeError as exc:
+                if not self.accepts_raw:
+                    accepted = ", ".join(self.media_types)
+                    raise InvalidInputError(
+                        f"input file '{name}' is not valid JSON ({exc}); the input accepts {accepted}"
+                    ) from None
+            else:
+                # For an input that also takes raw bytes, JSON that is not a tensor is just text.
+                if not (self.accepts_raw and isinstance(doc, dict) and "data" not in doc):
+                    return self._fit(self._from_json(doc))
+        if self.accepts_raw:
+            return self._fit(self._from_raw(data))
+        raise InvalidInputError(
+            f"input file '{name}' is not in a media type it accepts ({', '.join(self.media_types)})"
+        )
 
     def _fit(self, array: np.ndarray[Any, Any]) -> np.ndarray[Any, Any]:
         shape = tuple(array.shape)
@@ -126,13 +135,8 @@ class InputFile:
         array.reshape(-1)[0] = bytes(data)
         return array
 
-    def _from_json(self, data: bytes) -> np.ndarray[Any, Any]:
+    def _from_json(self, doc: Any) -> np.ndarray[Any, Any]:
         where = f"input file '{self.spec.name}'"
-        try:
-            doc = orjson.loads(data)
-        except orjson.JSONDecodeError as exc:
-            accepted = ", ".join(self.media_types)
-            raise InvalidInputError(f"{where} is not valid JSON ({exc}); the input accepts {accepted}") from None
         if isinstance(doc, dict):
             return self._from_tensor_object(doc, where)
         if isinstance(doc, list):

@@ -95,7 +95,7 @@ def test_integer_npy_files_are_range_checked_and_never_unpickled() -> None:
 def test_one_element_bytes_inputs_take_raw_files_and_json() -> None:
     file = InputFile(TEXT, batched=True)
     assert file.media_types == (JSON, NPY, OCTET_STREAM)
-    for raw in (b"hello world", b"42", b'"quoted"', b"\x89PNG\r\n\x1a\n\x00\xff"):
+    for raw in (b"hello world", b"42", b'"quoted"', b"[sic] text", b'{"a": 1}', b"\x89PNG\r\n\x1a\n\x00\xff"):
         array = file.decode(raw)
         assert array.shape == () and array.dtype == object and array[()] == raw
     assert file.decode(b'["from json"]')[()] == b"from json"
