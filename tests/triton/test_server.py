@@ -9,6 +9,7 @@ import concurrent.futures
 import json
 import subprocess
 import sys
+import time
 from pathlib import Path
 from collections.abc import Iterator
 from typing import Any
