@@ -241,7 +241,11 @@ class OutputFile:
 
 def _to_json(datatype: str, array: np.ndarray[Any, Any]) -> bytes:
     if datatype != "BYTES":
-        return orjson.dumps(array.tolist())
+        # orjson writes numpy arrays natively, float32 in its shortest form; it takes no 0-d
+        # arrays, so a scalar goes out as a one-element list without its brackets.
+        if array.ndim == 0:
+            return orjson.dumps(array.reshape(1), option=orjson.OPT_SERIALIZE_NUMPY)[1:-1]
+        return orjson.dumps(np.ascontiguousarray(array), option=orjson.OPT_SERIALIZE_NUMPY)
     flat = [bytes(v) for v in array.reshape(-1)]
     try:
         texts = [v.decode("utf-8") for v in flat]

@@ -10,6 +10,7 @@ import pytest
 
 from omi_adapters import ConfigurationError, InvalidInputError, PayloadTooLargeError, Tensor
 from omi_adapters.codecs.omi_files import JSON, NPY, OCTET_STREAM, FileCodec, InputFile, OutputFile
+from omi_adapters.types import ARRAY_DTYPES, DATATYPES
 
 
 def npy(array: np.ndarray) -> bytes:
@@ -140,6 +141,10 @@ def test_items_must_name_exactly_the_declared_inputs() -> None:
 def test_outputs_are_json_by_default_npy_or_raw_when_declared() -> None:
     matrix = np.array([[1.5, 2], [3, 4]], dtype=np.float32)
     assert orjson.loads(OutputFile(Tensor("Y", "FP32", [-1, 2]), batched=False).encode(matrix)) == [[1.5, 2], [3, 4]]
+    scalar = OutputFile(Tensor("P", "FP32", [-1]), batched=True).encode(np.array(0.9815571904182434, dtype=np.float32))
+    assert scalar == b"0.9815572"
+    strided = np.array([[1, 2, 3]], dtype=np.uint64)[:, ::-1]
+    assert OutputFile(Tensor("U", "UINT64", [-1, 3]), batched=False).encode(strided) == b"[[3,2,1]]"
     loaded = np.load(
         io.BytesIO(OutputFile(Tensor("Y", "FP32", [-1, 2], media_types=[NPY]), batched=False).encode(matrix))
     )
@@ -162,3 +167,15 @@ def test_output_declarations_that_cannot_work_are_refused_and_limits_hold() -> N
     small = OutputFile(Tensor("Y", "FP32", [-1], max_size="10"), batched=False)
     with pytest.raises(PayloadTooLargeError, match="output 'Y' is 21 bytes, larger than its max_size 10"):
         small.encode(np.array([1, 2, 3, 4, 5], dtype=np.float32))
+
+
+@pytest.mark.parametrize("datatype", [d for d in DATATYPES if d != "BYTES"])
+def test_every_numeric_datatype_round_trips_through_json_and_npy(datatype: str) -> None:
+    values = np.array([[1, 0], [0, 1]]).astype(ARRAY_DTYPES[datatype])
+    for media in (JSON, NPY):
+        out = OutputFile(Tensor("Y", datatype, [-1, 2], media_types=[media]), batched=True)
+        back = InputFile(Tensor("Y", datatype, [-1, 2], media_types=[media]), batched=True)
+        for row in values:
+            decoded = back.decode(out.encode(row))
+            assert decoded.dtype == ARRAY_DTYPES[datatype] and (decoded == row).all()
+        assert out.encode(values[0, 0, ...]) in (b"1", b"1.0", b"true") or media == NPY
