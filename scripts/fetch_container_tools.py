@@ -39,10 +39,13 @@ class Unreachable(Exception):
 
 def run(*command: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
     """Run a command; raise with its output when it fails."""
-    done = subprocess.run(command, env=env, capture_output=True, text=True)
+    done = subprocess.run(command, check=False, env=env, capture_output=True, text=True)
     if done.returncode != 0:
         text = done.stdout + done.stderr
-        if any(s in text for s in ("Temporary failure resolving", "Could not resolve", "Failed to fetch", "Network is unreachable")):
+        if any(
+            s in text
+            for s in ("Temporary failure resolving", "Could not resolve", "Failed to fetch", "Network is unreachable")
+        ):
             raise Unreachable(f"{' '.join(command)}: {text.strip()[-500:]}")
         raise RuntimeError(f"{' '.join(command)} failed ({done.returncode}):\n{text.strip()[-2000:]}")
     return done
@@ -53,7 +56,9 @@ def install_tools() -> None:
     if all(shutil.which(tool) for tool in TOOLS):
         return
     if os.geteuid() != 0:
-        raise RuntimeError(f"{', '.join(t for t in TOOLS if not shutil.which(t))} missing; install as root: apt-get install {' '.join(PACKAGES)}")
+        raise RuntimeError(
+            f"{', '.join(t for t in TOOLS if not shutil.which(t))} missing; install as root: apt-get install {' '.join(PACKAGES)}"
+        )
     env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
     run("apt-get", "update", "-qq", env=env)
     run("apt-get", "install", "-y", "-qq", "--no-install-recommends", *PACKAGES, env=env)
@@ -71,12 +76,19 @@ def storage_conf() -> Path:
 
 def make_base(env: dict[str, str]) -> None:
     """Build the base image from Debian's mirror unless it exists."""
-    if subprocess.run(["podman", "image", "exists", BASE_IMAGE], env=env).returncode == 0:
+    if subprocess.run(["podman", "image", "exists", BASE_IMAGE], check=False, env=env).returncode == 0:
         return
     tar = HOME / f"debian-{SUITE}-python.tar"
     if not tar.exists():
         partial = tar.with_suffix(".tar.partial")
-        run("mmdebstrap", "--variant=minbase", "--include=python3,python3-venv,ca-certificates", "--format=tar", SUITE, str(partial))
+        run(
+            "mmdebstrap",
+            "--variant=minbase",
+            "--include=python3,python3-venv,ca-certificates",
+            "--format=tar",
+            SUITE,
+            str(partial),
+        )
         partial.rename(tar)
     run("podman", "import", "--quiet", str(tar), RAW_IMAGE, env=env)
     container = run("buildah", "from", "--quiet", RAW_IMAGE, env=env).stdout.strip()
@@ -95,7 +107,7 @@ def make_base(env: dict[str, str]) -> None:
         )  # fmt: skip
         run("buildah", "commit", "--quiet", "--rm", container, BASE_IMAGE, env=env)
     except BaseException:
-        subprocess.run(["buildah", "rm", container], env=env, capture_output=True)
+        subprocess.run(["buildah", "rm", container], check=False, env=env, capture_output=True)
         raise
 
 

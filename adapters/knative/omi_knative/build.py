@@ -38,27 +38,58 @@ WHEEL_DIR = "wheels"
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Options of ``omi build knative``."""
-    parser.add_argument("--out", required=True, type=Path, metavar="DIR", help="the folder to write (the image's build context)")
-    parser.add_argument("--image", required=True, help="the image reference the manifests deploy, such as registry/name:tag")
-    parser.add_argument("--protocol", choices=["rest", "grpc"], default="rest", help="OIP REST (port http1) or OIP gRPC (port h2c)")
+    parser.add_argument(
+        "--out", required=True, type=Path, metavar="DIR", help="the folder to write (the image's build context)"
+    )
+    parser.add_argument(
+        "--image", required=True, help="the image reference the manifests deploy, such as registry/name:tag"
+    )
+    parser.add_argument(
+        "--protocol", choices=["rest", "grpc"], default="rest", help="OIP REST (port http1) or OIP gRPC (port h2c)"
+    )
     parser.add_argument("--name", help="the Service's name (default: made from the first model's name)")
     parser.add_argument("--port", type=int, default=8080, help="the container port (default 8080)")
-    parser.add_argument("--concurrency", type=int, default=10, help="containerConcurrency: requests per container (0: no limit); default 10")
-    parser.add_argument("--target", type=float, default=None, help="autoscaling target concurrency (default: --concurrency)")
+    parser.add_argument(
+        "--concurrency",
+        type=int,
+        default=10,
+        help="containerConcurrency: requests per container (0: no limit); default 10",
+    )
+    parser.add_argument(
+        "--target", type=float, default=None, help="autoscaling target concurrency (default: --concurrency)"
+    )
     parser.add_argument("--min-scale", type=int, default=0, help="fewest replicas (0 scales to zero); default 0")
     parser.add_argument("--max-scale", type=int, default=10, help="most replicas (0: no limit); default 10")
-    parser.add_argument("--env", action="append", default=[], metavar="NAME=VALUE", help="an env var of the container (repeatable)")
+    parser.add_argument(
+        "--env", action="append", default=[], metavar="NAME=VALUE", help="an env var of the container (repeatable)"
+    )
     parser.add_argument("--base", default=DEFAULT_BASE, help=f"the base image with python3 (default {DEFAULT_BASE})")
     parser.add_argument(
-        "--requirement", action="append", default=[], metavar="REQ", help="another pip requirement of the model (repeatable)"
+        "--requirement",
+        action="append",
+        default=[],
+        metavar="REQ",
+        help="another pip requirement of the model (repeatable)",
     )
     parser.add_argument(
-        "--wheel", action="append", default=[], type=Path, metavar="FILE", help="a wheel to install from the build context (repeatable)"
+        "--wheel",
+        action="append",
+        default=[],
+        type=Path,
+        metavar="FILE",
+        help="a wheel to install from the build context (repeatable)",
     )
     parser.add_argument(
-        "--include", action="append", default=[], type=Path, metavar="PATH", help="a file or folder the model needs, copied beside it"
+        "--include",
+        action="append",
+        default=[],
+        type=Path,
+        metavar="PATH",
+        help="a file or folder the model needs, copied beside it",
     )
-    parser.add_argument("--crd", type=Path, default=None, help="validate against this Service CRD instead of the shipped v1.23 one")
+    parser.add_argument(
+        "--crd", type=Path, default=None, help="validate against this Service CRD instead of the shipped v1.23 one"
+    )
 
 
 def build(models: list[Model], args: argparse.Namespace) -> int:

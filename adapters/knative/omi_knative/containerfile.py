@@ -14,7 +14,7 @@ import shlex
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-__all__ = ["DEFAULT_BASE", "APP_DIR", "ImageSpec", "render"]
+__all__ = ["APP_DIR", "DEFAULT_BASE", "ImageSpec", "render"]
 
 #: A Debian-based Python image; any base with ``python3`` (3.11+) and its ``venv`` module works.
 DEFAULT_BASE = "docker.io/library/python:3.11-slim-bookworm"
@@ -47,7 +47,14 @@ def render(spec: ImageSpec) -> str:
     pip += list(spec.requirements)
     # The OIP front end of the chosen protocol takes the one port Knative routes to.
     port_flag = "--http-port" if spec.protocol == "rest" else "--grpc-port"
-    serve = ["exec", f"{venv}/bin/omi", "serve", *spec.targets, "--protocols", "rest" if spec.protocol == "rest" else "grpc"]
+    serve = [
+        "exec",
+        f"{venv}/bin/omi",
+        "serve",
+        *spec.targets,
+        "--protocols",
+        "rest" if spec.protocol == "rest" else "grpc",
+    ]
     serve_line = " ".join(shlex.quote(part) for part in serve)
     serve_line += f' {port_flag} "${{PORT:-${{HTTP_PORT:-{spec.port}}}}}"'
     serve_line += f" --graceful-timeout {spec.graceful_timeout}"

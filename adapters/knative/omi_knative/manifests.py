@@ -18,7 +18,7 @@ from omi_adapters.contract import Model
 from omi_adapters.errors import ConfigurationError
 from omi_adapters.metadata import parse_duration, parse_size
 
-__all__ = ["Deployment", "PROTOCOL_PORT_NAMES", "inference_service", "knative_service", "service_name"]
+__all__ = ["PROTOCOL_PORT_NAMES", "Deployment", "inference_service", "knative_service", "service_name"]
 
 #: The port name tells Knative's queue-proxy which protocol the container speaks.
 PROTOCOL_PORT_NAMES = {"rest": "http1", "grpc": "h2c"}
@@ -180,7 +180,11 @@ def _labels(models: Sequence[Model]) -> dict[str, str]:
     first = models[0]
     value = re.sub(r"[^A-Za-z0-9_.-]", "-", first.name)[:63].strip("-_.")
     version = re.sub(r"[^A-Za-z0-9_.-]", "-", first.version)[:63].strip("-_.")
-    return {"app.kubernetes.io/name": value, "app.kubernetes.io/version": version, "app.kubernetes.io/managed-by": "omi-adapters"}
+    return {
+        "app.kubernetes.io/name": value,
+        "app.kubernetes.io/version": version,
+        "app.kubernetes.io/managed-by": "omi-adapters",
+    }
 
 
 def _memory_quantity(size: int) -> str:

@@ -27,9 +27,9 @@ import yaml
 from omi_adapters.errors import ConfigurationError
 
 __all__ = [
+    "PORT_NAMES",
     "RESERVED_ENV",
     "RESERVED_PORTS",
-    "PORT_NAMES",
     "admission_errors",
     "container_errors",
     "load_schema",
@@ -58,10 +58,16 @@ _AUTOSCALING = "autoscaling.knative.dev/"
 
 def load_schema(path: str | Path | None = None) -> dict[str, Any]:
     """The strict ``openAPIV3Schema`` of the Service CRD: the shipped one, or the CRD at ``path``."""
-    return copy.deepcopy(_load_schema(str(path) if path is not None else None))
+    # The shipped CRD never changes, so it is parsed once; a CRD given by path is read each time.
+    schema = _shipped_schema() if path is None else _load_schema(str(path))
+    return copy.deepcopy(schema)
 
 
-@lru_cache(maxsize=4)
+@lru_cache(maxsize=1)
+def _shipped_schema() -> dict[str, Any]:
+    return _load_schema(None)
+
+
 def _load_schema(path: str | None) -> dict[str, Any]:
     try:
         if path is None:
@@ -75,7 +81,9 @@ def _load_schema(path: str | None) -> dict[str, Any]:
         raise ConfigurationError(f"cannot read the Knative Service CRD {path}: {exc.strerror or exc}") from None
     except (yaml.YAMLError, KeyError, TypeError, StopIteration):
         raise ConfigurationError(f"{path or CRD_FILE} is not a Knative Service CRD with a v1 openAPIV3Schema") from None
-    return strict(schema)
+    if not isinstance(schema, dict):
+        raise ConfigurationError(f"{path or CRD_FILE}: its v1 openAPIV3Schema is not a mapping")
+    return dict(strict(schema))
 
 
 def strict(schema: Any) -> Any:
@@ -106,13 +114,15 @@ def admission_errors(service: Mapping[str, Any]) -> list[str]:
     if not _DNS1035.match(name) or len(name) > 63:
         errors.append(f"metadata.name: {name!r} must be a DNS label (a-z, 0-9, '-'; starting with a letter; <= 63)")
     template = service.get("spec", {}).get("template", {})
-    errors += _annotation_errors(template.get("metadata", {}).get("annotations", {}), "spec.template.metadata.annotations")
+    errors += _annotation_errors(
+        template.get("metadata", {}).get("annotations", {}), "spec.template.metadata.annotations"
+    )
     spec = template.get("spec", {})
     errors += pod_errors(spec, "spec.template.spec")
     concurrency = spec.get("containerConcurrency")
-    target = template.get("metadata", {}).get("annotations", {}).get(_AUTOSCALING + "target")
-    if concurrency and target is not None and _number(target) is not None and _number(target) > concurrency:  # type: ignore[operator]
-        errors.append(f"autoscaling target {target} exceeds containerConcurrency {concurrency}")
+    target = _number(template.get("metadata", {}).get("annotations", {}).get(_AUTOSCALING + "target"))
+    if concurrency and target is not None and target > concurrency:
+        errors.append(f"autoscaling target {target:g} exceeds containerConcurrency {concurrency}")
     return errors
 
 
@@ -129,7 +139,9 @@ def pod_errors(spec: Mapping[str, Any], where: str) -> list[str]:
         errors.append(f"{where}.containerConcurrency: {concurrency} is not within 0..{MAX_CONTAINER_CONCURRENCY}")
     timeout = spec.get("timeoutSeconds")
     if timeout is not None and not 0 < timeout <= MAX_TIMEOUT_SECONDS:
-        errors.append(f"{where}.timeoutSeconds: {timeout} is not within 1..{MAX_TIMEOUT_SECONDS} (Knative's default maximum)")
+        errors.append(
+            f"{where}.timeoutSeconds: {timeout} is not within 1..{MAX_TIMEOUT_SECONDS} (Knative's default maximum)"
+        )
     return errors
 
 
@@ -149,7 +161,9 @@ def container_errors(container: Mapping[str, Any], where: str) -> list[str]:
             errors.append(f"{at}.name: {name!r} must be empty, 'http1' or 'h2c'")
         number = port.get("containerPort")
         if number in RESERVED_PORTS:
-            errors.append(f"{at}.containerPort: {number} is reserved by Knative ({', '.join(map(str, sorted(RESERVED_PORTS)))})")
+            errors.append(
+                f"{at}.containerPort: {number} is reserved by Knative ({', '.join(map(str, sorted(RESERVED_PORTS)))})"
+            )
         if port.get("protocol", "TCP") != "TCP":
             errors.append(f"{at}.protocol: only TCP is supported, got {port.get('protocol')!r}")
         if port.get("hostPort") or port.get("hostIP"):
