@@ -22,7 +22,7 @@ def tensor(name: str, datatype: str, value: np.ndarray) -> grpc.InferInput:
 
 def main(url: str) -> None:
     client = grpc.InferenceServerClient(url)
-    report: dict[str, object] = {"live": client.is_server_live(), "ready": client.is_server_ready()}
+    report: dict[str, object] = {"live": client.is_server_live(), "ready": client.is_model_ready("adder")}
     meta = client.get_model_metadata("adder", as_json=True)
     report["adder_metadata"] = {
         side: [[t["name"], t["datatype"], [int(d) for d in t["shape"]]] for t in meta[side]] for side in ("inputs", "outputs")

@@ -170,6 +170,15 @@ def test_bad_requests_get_errors_and_the_server_keeps_serving(client: http.Infer
     assert _infer(client, picky, {"X": np.array([9.0])})["Y"].tolist() == [3.0]
 
 
+def test_a_failed_eager_load_is_reported_and_the_others_serve(client: http.InferenceServerClient) -> None:
+    assert client.is_server_live() and not client.is_server_ready()
+    assert not client.is_model_ready("broken")
+    index = {entry["name"]: entry for entry in client.get_model_repository_index()}
+    assert index["broken"]["state"] == "UNAVAILABLE"
+    assert "model 'broken' failed to load" in index["broken"]["reason"] and "weights are missing" in index["broken"]["reason"]
+    assert all(index[name]["state"] == "READY" for name in index if name != "broken")
+
+
 def test_batching_merges_concurrent_requests(triton: Any) -> None:
     model = _model(f"{HERE / 'models.py'}:batcher")
 

@@ -34,11 +34,13 @@ def model_config_pb2() -> ModuleType:
         return module
     spec = importlib.util.find_spec("tritonclient")
     if spec is None or not spec.submodule_search_locations:
-        raise ConfigurationError("omi build triton needs tritonclient (for Triton's ModelConfig): pip install tritonclient")
+        raise ConfigurationError(
+            "omi build triton needs tritonclient for Triton's ModelConfig: pip install 'omi-adapters-triton[build]'"
+        )
     path = Path(next(iter(spec.submodule_search_locations)), "grpc", "model_config_pb2.py")
     file_spec = importlib.util.spec_from_file_location(_MODULE, path)
     if not path.exists() or file_spec is None or file_spec.loader is None:
-        raise ConfigurationError(f"tritonclient has no {path.name}; install tritonclient >= 2.41")
+        raise ConfigurationError(f"tritonclient has no {path.name}: pip install 'omi-adapters-triton[build]'")
     module = importlib.util.module_from_spec(file_spec)
     file_spec.loader.exec_module(module)
     sys.modules[_MODULE] = module

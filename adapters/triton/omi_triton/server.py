@@ -71,6 +71,7 @@ class Installation:
             f"--metrics-port={metrics_port}",
             "--allow-gpu-metrics=false",
             "--exit-on-error=false",  # one broken model must not take the others down
+            "--exit-timeout-secs=10",  # on SIGTERM, wait this long for in-flight work, not 30 s
         ]
 
     def environment(self, base: dict[str, str] | None = None) -> dict[str, str]:
@@ -245,7 +246,12 @@ class TritonServer:
         return f"127.0.0.1:{self.grpc_port}"
 
     def start(self, timeout: float = 120.0) -> None:
-        """Start the server and wait until ``/v2/health/ready`` answers 200 (every model loaded)."""
+        """Start the server and wait until it is live.
+
+        Triton loads every model of the repository before it opens its endpoints, so once it
+        is live each model is loaded or has failed (``ready()`` is then false, and the model's
+        readiness and the repository index give the reason).
+        """
         command = self.installation.command(self.repository, self.http_port, self.grpc_port, self.metrics_port)
         with open(self.log_path, "wb") as log:
             self.process = subprocess.Popen(
@@ -255,16 +261,19 @@ class TritonServer:
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
                 raise RuntimeError(f"tritonserver exited with {self.process.returncode}:\n{self.log_tail()}")
-            if self.ready():
+            if self._health("live"):
                 return
             time.sleep(0.2)
         self.stop()
         raise RuntimeError(f"tritonserver was not ready within {timeout:.0f}s:\n{self.log_tail()}")
 
     def ready(self) -> bool:
-        """Whether the server answers ready (HTTP ``/v2/health/ready``)."""
+        """Whether the server answers ready (HTTP ``/v2/health/ready``): every model loaded."""
+        return self._health("ready")
+
+    def _health(self, what: str) -> bool:
         try:
-            with urllib.request.urlopen(f"http://{self.http_url}/v2/health/ready", timeout=2) as response:
+            with urllib.request.urlopen(f"http://{self.http_url}/v2/health/{what}", timeout=2) as response:
                 return bool(response.status == 200)
         except (urllib.error.URLError, OSError):
             return False
