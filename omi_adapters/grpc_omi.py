@@ -198,6 +198,9 @@ class ModzyModelServicer(pb_grpc.ModzyModelServicer):
                 results[index] = pb.OutputItem(output=self._codec.encode_item(item), success=True)
             except OmiError as exc:
                 results[index] = _failure(str(exc))
+            except Exception as exc:  # a codec bug fails its item, with the reason, not the call
+                log.exception("encoding OMI item %d of model %r failed", index, self._model.name)
+                results[index] = _failure(f"internal error: {type(exc).__name__}: {exc}")
 
     async def _infer(self, chunk: list[Item]) -> dict[str, np.ndarray[Any, Any]]:
         specs = {s.name: s for s in self._model.inputs}
