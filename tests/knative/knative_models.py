@@ -24,10 +24,13 @@ def slow(X: np.ndarray) -> np.ndarray:
 
 @model(name="warming", inputs=[Tensor("X", "INT32", [-1])], outputs=[Tensor("Y", "INT32", [-1])], load="background")
 class Warming:
-    """Loads for a second in a thread: readiness must say 503 meanwhile."""
+    """Loads in a thread until the file ``$OMI_TEST_GATE`` exists: readiness says 503 meanwhile."""
 
     def load(self) -> None:
-        time.sleep(1.0)
+        gate = os.environ.get("OMI_TEST_GATE")
+        deadline = time.monotonic() + 30
+        while gate and not Path(gate).exists() and time.monotonic() < deadline:
+            time.sleep(0.02)
 
     def predict(self, X: np.ndarray) -> np.ndarray:
         return X
