@@ -53,5 +53,10 @@ def make_handler() -> Iterator[Callable[..., Any]]:
         return handler
 
     yield make
+    from snapshot_restore_py import get_after_restore, get_before_snapshot
+
     for handler in made:
         handler.close()
+        # Each handler registered its SnapStart hooks; the registries are the process's own.
+        for registry in (get_before_snapshot(), get_after_restore()):
+            registry[:] = [entry for entry in registry if getattr(entry[0], "__self__", None) is not handler]

@@ -6,7 +6,7 @@ import os
 
 import numpy as np
 
-from omi_adapters import Tensor, model
+from omi_adapters import Model, Tensor, model
 
 #: One entry per load of :class:`Counter` in this process (an execution environment).
 LOADS: list[int] = []
@@ -17,18 +17,25 @@ def failing(X: np.ndarray) -> np.ndarray:
     raise RuntimeError("this model always fails")
 
 
-@model(
-    name="counter",
-    load="lazy",
-    inputs=[Tensor("X", "FP32", [-1])],
-    outputs=[Tensor("LOADS", "INT32", [1]), Tensor("PID", "INT64", [1])],
-)
-class Counter:
+class _Counter:
     def load(self) -> None:
         LOADS.append(os.getpid())
 
     def predict(self, X: np.ndarray) -> dict[str, np.ndarray]:
         return {"LOADS": np.array([len(LOADS)], dtype=np.int32), "PID": np.array([os.getpid()], dtype=np.int64)}
+
+
+def new_counter() -> Model:
+    """A lazy model that counts its loads; a new one (never loaded) per call."""
+    return model(
+        name="counter",
+        load="lazy",
+        inputs=[Tensor("X", "FP32", [-1])],
+        outputs=[Tensor("LOADS", "INT32", [1]), Tensor("PID", "INT64", [1])],
+    )(_Counter)
+
+
+Counter = new_counter()
 
 
 @model(name="big", inputs=[Tensor("N", "INT64", [1])], outputs=[Tensor("Y", "UINT8", [-1])])

@@ -17,11 +17,12 @@ from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
+import orjson
 
 from omi_adapters.codecs import oip_json
 from omi_adapters.codecs.tensors import kind_of
 from omi_adapters.dataplane import DataPlane
-from omi_adapters.errors import InvalidInputError, OmiError
+from omi_adapters.errors import InvalidInputError, OmiError, PayloadTooLargeError
 from omi_adapters.rest import HTTP_STATUS
 
 __all__ = ["is_inference_request", "invoke", "error_object", "internal_error_object"]
@@ -34,17 +35,29 @@ def is_inference_request(event: Any) -> bool:
     return isinstance(event, Mapping) and "inputs" in event and "requestContext" not in event
 
 
-def invoke(dataplane: DataPlane, loop: asyncio.AbstractEventLoop, event: Mapping[str, Any], cold: bool) -> dict[str, Any]:
-    """Run one direct inference; returns the OIP response object or an error object."""
+def invoke(
+    dataplane: DataPlane, loop: asyncio.AbstractEventLoop, event: Mapping[str, Any], cold: bool, max_bytes: int
+) -> dict[str, Any]:
+    """Run one direct inference; returns the OIP response object or an error object.
+
+    A response larger than ``max_bytes`` as JSON (Lambda's 6 MB) becomes a 413 error object:
+    the runtime would otherwise fail the invocation with a bare "payload size exceeded".
+    """
     try:
         name, version = _model_of(dataplane, event)
         request = oip_json.request_from_dict(dict(event))
         response = loop.run_until_complete(dataplane.infer(name, version, request))
+        obj = oip_json.response_to_dict(response)
+        size = len(orjson.dumps(obj, option=orjson.OPT_SERIALIZE_NUMPY))
+        if size > max_bytes:
+            raise PayloadTooLargeError(
+                f"the response of {size} bytes exceeds Lambda's limit of {max_bytes} bytes (6 MB); "
+                "ask for fewer or smaller outputs"
+            )
     except OmiError as exc:
         return error_object(exc, cold)
     except Exception as exc:  # noqa: BLE001 - the last line of defence: an error object, never a traceback
         return internal_error_object(exc, cold)
-    obj = oip_json.response_to_dict(response)
     for output in obj["outputs"]:
         if isinstance(output["data"], np.ndarray):
             output["data"] = output["data"].tolist()  # the runtime's JSON encoder knows no numpy

@@ -114,7 +114,7 @@ class LambdaFunction:
         try:
             asyncio.set_event_loop(self.loop)
             if direct.is_inference_request(event):
-                return direct.invoke(self.dataplane, self.loop, event, cold)
+                return direct.invoke(self.dataplane, self.loop, event, cold, self.max_payload_bytes)
             return self._http(event, context, cold)
         finally:
             if cold:

@@ -1,0 +1,183 @@
+"""The handler in-process: cold starts, payload limits, SnapStart hooks, odd events, imports."""
+
+from __future__ import annotations
+
+import base64
+import json
+import logging
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from omi_adapters.errors import ConfigurationError
+from tests.conftest import EXAMPLES, ROOT
+
+from . import lambda_models
+from .events import http_event, response_body, response_headers
+
+ADD = {"inputs": [{"name": "X", "datatype": "FP32", "shape": [1, 2], "data": [1, 2]}]}
+COUNT = {"inputs": [{"name": "X", "datatype": "FP32", "shape": [1], "data": [0]}]}
+
+
+@pytest.fixture
+def adder() -> Any:
+    sys.path.insert(0, str(EXAMPLES))
+    try:
+        import adder as module
+    finally:
+        sys.path.remove(str(EXAMPLES))
+    return module.adder
+
+
+def _run(code: str, **env: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-c", code], cwd=ROOT, env={**os.environ, **env}, capture_output=True, text=True, timeout=60
+    )
+
+
+def test_importing_the_handler_loads_no_grpc() -> None:
+    code = (
+        "import sys, json\n"
+        "import omi_lambda\n"
+        "light = sorted(m for m in ('fastapi', 'mangum', 'grpc') if m in sys.modules)\n"
+        "handler = omi_lambda.handler\n"
+        "answer = handler({'inputs': [{'name': 'X', 'datatype': 'FP32', 'shape': [1, 1], 'data': [1]}]}, None)\n"
+        "print(json.dumps([light, answer, sorted(sys.modules)]))\n"
+    )
+    done = _run(code, OMI_MODEL="examples/adder.py:adder")
+    assert done.returncode == 0, done.stderr
+    light, answer, modules = json.loads(done.stdout)
+    assert light == []  # the package itself is free; the framework comes with the handler
+    assert answer["outputs"][0]["data"] == [2.0] and answer["parameters"]["cold_start"] is True
+    assert "mangum" in modules and "fastapi" in modules
+    assert not [m for m in modules if m == "grpc" or m.startswith(("grpc.", "google.protobuf", "uvicorn"))]
+
+
+def test_the_env_handler_says_what_is_missing() -> None:
+    done = _run("import omi_lambda; omi_lambda.handler", OMI_MODEL="")
+    assert done.returncode != 0
+    assert "$OMI_MODEL is not set: set it to the model(s) to serve, as module:attr" in done.stderr
+    done = _run("import omi_lambda; omi_lambda.handler", OMI_MODEL="examples/nosuch.py")
+    assert "no such file examples/nosuch.py" in done.stderr
+
+
+def test_build_handler_refuses_what_is_not_a_model() -> None:
+    from omi_lambda import build_handler
+
+    with pytest.raises(ConfigurationError, match="needs a model made with @model"):
+        build_handler("adder")
+    with pytest.raises(ConfigurationError, match="got int"):
+        build_handler([1])
+
+
+def test_cold_start_is_per_execution_environment(make_handler: Any, adder: Any, events_dir: Path, caplog: Any) -> None:
+    caplog.set_level(logging.INFO, logger="omi_lambda")
+    event = http_event(events_dir, "http-api", "POST", "/v2/models/adder/infer", json.dumps(ADD).encode())
+    first = make_handler(adder)
+    answers = [first(event), first(event)]
+    assert [response_headers(a)["x-omi-cold-start"] for a in answers] == ["true", "false"]
+    second = make_handler(adder)  # a new environment starts cold again
+    assert response_headers(second(event))["x-omi-cold-start"] == "true"
+    reports = [r.getMessage() for r in caplog.records if "cold start" in r.getMessage()]
+    assert len(reports) == 2
+    assert "init " in reports[0] and "adder v1 (eager) ready in" in reports[0]
+
+
+def test_lazy_models_load_on_the_first_invocation_once(make_handler: Any) -> None:
+    before = len(lambda_models.LOADS)
+    counter = lambda_models.new_counter()
+    handler = make_handler(counter)
+    assert counter.state.value == "UNLOADED"  # INIT did not load it
+    outputs = [{o["name"]: o["data"] for o in handler(COUNT)["outputs"]} for _ in range(3)]
+    assert [o["LOADS"] for o in outputs] == [[before + 1]] * 3
+
+
+def test_a_request_over_6_mb_is_refused_before_any_work(make_handler: Any, events_dir: Path) -> None:
+    from omi_lambda.function import PAYLOAD_LIMIT
+
+    before = len(lambda_models.LOADS)
+    counter = lambda_models.new_counter()
+    handler = make_handler([counter])
+    body = json.dumps(COUNT).encode().ljust(PAYLOAD_LIMIT, b" ")  # 6 MB of JSON is 8 MB of base64
+    for kind in ("http-api", "rest-api", "alb"):
+        answer = handler(http_event(events_dir, kind, "POST", "/v2/models/counter/infer", body))
+        assert answer["statusCode"] == 413
+        error = json.loads(response_body(answer))["error"]
+        assert "exceeds Lambda's limit of 6291456 bytes (6 MB)" in error
+    assert len(lambda_models.LOADS) == before and counter.state.value == "UNLOADED"  # nothing ran
+    small = handler(http_event(events_dir, "http-api", "POST", "/v2/models/counter/infer", json.dumps(COUNT).encode()))
+    assert small["statusCode"] == 200
+
+
+def test_a_direct_response_over_6_mb_is_an_error_object(make_handler: Any) -> None:
+    handler = make_handler(lambda_models.big)
+    answer = handler({"inputs": [{"name": "N", "datatype": "INT64", "shape": [1], "data": [4_000_000]}]})
+    assert answer["status_code"] == 413 and "exceeds Lambda's limit" in answer["error"]
+    answer = handler({"inputs": [{"name": "N", "datatype": "INT64", "shape": [1], "data": [3]}]})
+    assert answer["outputs"][0]["data"] == [0, 0, 0]
+
+
+def test_snapstart_hooks_load_before_the_snapshot(make_handler: Any, caplog: Any) -> None:
+    from awslambdaric import lambda_runtime_hooks_runner
+
+    caplog.set_level(logging.INFO, logger="omi_lambda")
+    counter = lambda_models.new_counter()
+    lazy = make_handler(counter)
+    assert counter.state.value == "UNLOADED"
+    lambda_runtime_hooks_runner.run_before_snapshot()  # what the runtime does in a SnapStart INIT
+    assert counter.state.value == "READY"
+    assert lazy(COUNT)["parameters"]["cold_start"] is True
+    assert lazy(COUNT)["parameters"]["cold_start"] is False
+    lambda_runtime_hooks_runner.run_after_restore()  # a restored environment starts cold again
+    assert lazy(COUNT)["parameters"]["cold_start"] is True
+    assert any("restored from a SnapStart snapshot" in r.getMessage() for r in caplog.records)
+
+
+def test_function_url_events(make_handler: Any, adder: Any, events_dir: Path) -> None:
+    # Function URLs send the HTTP API's payload format 2.0 from their own domain, without a stage.
+    event = http_event(events_dir, "http-api", "POST", "/v2/models/adder/infer", json.dumps(ADD).encode())
+    event["requestContext"].update(domainName="abcdefg.lambda-url.us-east-1.on.aws", domainPrefix="abcdefg", stage="$default")
+    event["requestContext"].pop("authentication")
+    answer = make_handler(adder)(event)
+    assert answer["statusCode"] == 200
+    assert json.loads(response_body(answer))["outputs"][0]["data"] == [2.0, 3.0]
+
+
+@pytest.mark.parametrize(
+    "event, message",
+    [
+        ([1, 2], "unsupported event"),
+        ("inputs", "unsupported event"),
+        ({"hello": "world"}, "unsupported event"),
+        ({"requestContext": {"elb": {}}, "httpMethod": "GET"}, "malformed HTTP event"),
+        ({"inputs": "X"}, "'inputs' must be a list"),
+    ],
+)
+def test_odd_events_get_clear_errors(make_handler: Any, adder: Any, event: Any, message: str) -> None:
+    answer = make_handler(adder)(event)
+    error = answer["error"] if "error" in answer else json.loads(answer["body"])["error"]
+    assert message in error
+    assert answer.get("status_code", answer.get("statusCode")) == 400
+
+
+def test_binary_bodies_are_base64_both_ways(make_handler: Any, adder: Any, events_dir: Path) -> None:
+    import numpy as np
+
+    data = np.array([[1.5, 2.5]], dtype=np.float32)
+    header = json.dumps({
+        "inputs": [{"name": "X", "datatype": "FP32", "shape": [1, 2], "parameters": {"binary_data_size": 8}}],
+        "outputs": [{"name": "Y", "parameters": {"binary_data": True}}],
+    }).encode()  # fmt: skip
+    event = http_event(
+        events_dir, "rest-api", "POST", "/v2/models/adder/infer", header + data.tobytes(),
+        {"Inference-Header-Content-Length": str(len(header))},
+    )  # fmt: skip
+    answer = make_handler(adder)(event)
+    assert answer["isBase64Encoded"] is True
+    raw = base64.b64decode(answer["body"])
+    length = int(response_headers(answer)["inference-header-content-length"])
+    assert np.frombuffer(raw[length:], dtype="<f4").tolist() == [2.5, 3.5]
