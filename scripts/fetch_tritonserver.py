@@ -22,7 +22,7 @@ HOME = ROOT / ".tools" / "tritonserver"
 EXAMPLE_PACKAGES = ("scikit-learn", "joblib")
 
 sys.path.insert(0, str(ROOT / "adapters" / "triton"))
-from omi_triton.server import install  # noqa: E402
+from omi_triton.server import Installation, install
 
 
 def pinned(names: tuple[str, ...]) -> list[str]:
@@ -35,13 +35,13 @@ def pinned(names: tuple[str, ...]) -> list[str]:
     return [pins.get(name, name) for name in names]
 
 
+def fetch() -> Installation:
+    """Install (or find) tritonserver and the model environment under .tools/tritonserver."""
+    return install(HOME, requirements=pinned(EXAMPLE_PACKAGES), paths=[ROOT, ROOT / "adapters" / "triton"])
+
+
 def main() -> int:
-    installation = install(
-        HOME,
-        requirements=pinned(EXAMPLE_PACKAGES),
-        paths=[ROOT, ROOT / "adapters" / "triton"],
-    )
-    print(json.dumps(installation.to_dict(), indent=2))
+    print(json.dumps(fetch().to_dict(), indent=2))
     return 0
 
 

@@ -36,7 +36,20 @@ def triton_repo(tmp_path_factory: pytest.TempPathFactory) -> Path:
     # The in-process iris model trains its artifact if missing; Triton then serves the same file.
     load_target(f"{EXAMPLES / 'iris' / 'model.py'}:Iris")[0].wait_ready()
     assert omi(["build", "triton", *TARGETS, "--out", str(repo)]) == 0
-    assert omi(["build", "triton", str(EXAMPLES / "iris" / "model.py"), "--out", str(repo), "--include", str(IRIS_ARTIFACT)]) == 0
+    assert (
+        omi(
+            [
+                "build",
+                "triton",
+                str(EXAMPLES / "iris" / "model.py"),
+                "--out",
+                str(repo),
+                "--include",
+                str(IRIS_ARTIFACT),
+            ]
+        )
+        == 0
+    )
     assert omi(["build", "triton", str(HERE / "broken.py"), "--out", str(repo)]) == 0
     return repo
 

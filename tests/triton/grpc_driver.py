@@ -10,7 +10,7 @@ import sys
 
 import ml_dtypes
 import numpy as np
-import tritonclient.grpc as grpc
+from tritonclient import grpc
 from tritonclient.utils import InferenceServerException
 
 
@@ -25,7 +25,8 @@ def main(url: str) -> None:
     report: dict[str, object] = {"live": client.is_server_live(), "ready": client.is_model_ready("adder")}
     meta = client.get_model_metadata("adder", as_json=True)
     report["adder_metadata"] = {
-        side: [[t["name"], t["datatype"], [int(d) for d in t["shape"]]] for t in meta[side]] for side in ("inputs", "outputs")
+        side: [[t["name"], t["datatype"], [int(d) for d in t["shape"]]] for t in meta[side]]
+        for side in ("inputs", "outputs")
     }
     x = np.array([[0.5, 1.5], [2.5, 3.5]], dtype=np.float32)
     report["adder"] = client.infer("adder", [tensor("X", "FP32", x)]).as_numpy("Y").tolist()

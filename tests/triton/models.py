@@ -72,6 +72,8 @@ class LazyCounter:
 )
 def batcher(X):
     time.sleep(0.3)  # slow enough that concurrent requests queue up behind a running call
+    if np.isnan(X).any():
+        raise ValueError("a row holds NaN")
     return {"Y": X * 2, "BATCH": np.full(len(X), len(X), dtype=np.int32)}
 
 

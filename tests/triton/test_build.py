@@ -9,15 +9,13 @@ import textwrap
 from pathlib import Path
 
 import pytest
+from omi_triton import config as triton_config
+from omi_triton.build import SHIM
 
 from omi_adapters import Tensor, model
 from omi_adapters.cli import main as omi
 from omi_adapters.targets import load_target
 from omi_adapters.types import DATATYPES
-
-from omi_triton import config as triton_config
-from omi_triton.build import SHIM
-
 from tests.triton.conftest import EXAMPLES, HERE
 
 ALL_TARGETS = [EXAMPLES / "adder.py", EXAMPLES / "text.py", EXAMPLES / "iris" / "model.py", HERE / "models.py"]
@@ -45,7 +43,7 @@ def test_layout_and_config_parse_back(built: Path) -> None:
         assert parsed == triton_config.build_config(m, target)
         assert triton_config.to_text(parsed) == text  # and writes back to the same text
         assert (folder / m.version / "model.py").read_text() == SHIM
-        file, _, attr = target.partition(":")
+        file = target.partition(":")[0]
         assert (folder / m.version / file).is_file() and load_target(str(folder / m.version / target))[0].name == m.name
 
 
@@ -54,15 +52,17 @@ def test_config_fields(built: Path) -> None:
     adder = triton_config.parse((built / "adder" / "config.pbtxt").read_text())
     assert adder.backend == "python" and not adder.platform and adder.max_batch_size == 0
     assert not adder.HasField("dynamic_batching")
-    assert [(t.name, pb.DataType.Name(t.data_type), list(t.dims)) for t in adder.input] == [("X", "TYPE_FP32", [-1, -1])]
+    assert [(t.name, pb.DataType.Name(t.data_type), list(t.dims)) for t in adder.input] == [
+        ("X", "TYPE_FP32", [-1, -1])
+    ]
     assert list(adder.version_policy.specific.versions) == [1]
     assert [(g.kind, g.count) for g in adder.instance_group] == [(pb.ModelInstanceGroup.KIND_CPU, 1)]
     text = triton_config.parse((built / "text" / "config.pbtxt").read_text())
     assert text.max_batch_size == 32 and text.HasField("dynamic_batching")
     # Batch-only tensors: dims [1] reshaped to [] (Triton refuses empty dims).
-    assert [(pb.DataType.Name(t.data_type), list(t.dims), t.HasField("reshape"), list(t.reshape.shape)) for t in text.input] == [
-        ("TYPE_STRING", [1], True, [])
-    ]
+    assert [
+        (pb.DataType.Name(t.data_type), list(t.dims), t.HasField("reshape"), list(t.reshape.shape)) for t in text.input
+    ] == [("TYPE_STRING", [1], True, [])]
     iris = triton_config.parse((built / "iris" / "config.pbtxt").read_text())
     assert [(t.name, list(t.dims), t.HasField("reshape")) for t in iris.output] == [
         ("probabilities", [3], False),
@@ -89,7 +89,17 @@ def test_every_datatype_maps_to_its_triton_type() -> None:
 
 def test_options_instances_and_queue_delay(tmp_path: Path) -> None:
     repo = tmp_path / "repo"
-    args = ["build", "triton", str(EXAMPLES / "text.py"), "--out", str(repo), "--instances", "3", "--max-queue-delay-us", "500"]
+    args = [
+        "build",
+        "triton",
+        str(EXAMPLES / "text.py"),
+        "--out",
+        str(repo),
+        "--instances",
+        "3",
+        "--max-queue-delay-us",
+        "500",
+    ]
     assert omi(args) == 0
     text = triton_config.parse((repo / "text" / "config.pbtxt").read_text())
     assert text.instance_group[0].count == 3 and text.dynamic_batching.max_queue_delay_microseconds == 500
@@ -157,7 +167,15 @@ def test_foreign_folder_is_left_alone(tmp_path: Path, capsys: pytest.CaptureFixt
 
 
 def test_missing_include_is_a_clear_error(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    args = ["build", "triton", str(EXAMPLES / "adder.py"), "--out", str(tmp_path / "r"), "--include", str(tmp_path / "nope")]
+    args = [
+        "build",
+        "triton",
+        str(EXAMPLES / "adder.py"),
+        "--out",
+        str(tmp_path / "r"),
+        "--include",
+        str(tmp_path / "nope"),
+    ]
     assert omi(args) == 2
     assert "no such file or folder" in capsys.readouterr().err
 

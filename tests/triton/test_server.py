@@ -10,21 +10,19 @@ import json
 import subprocess
 import sys
 import time
-from pathlib import Path
 from collections.abc import Iterator
 from typing import Any
 
 import ml_dtypes
 import numpy as np
 import pytest
-import tritonclient.http as http
+from tritonclient import http
 from tritonclient.utils import InferenceServerException
 
 from omi_adapters.codecs.tensors import bf16_to_float32, float32_to_bf16
 from omi_adapters.dataplane import DataPlane
 from omi_adapters.targets import load_target
 from omi_adapters.types import InferenceRequest, InputTensor
-
 from tests.triton.conftest import EXAMPLES, HERE
 
 NUMPY = {"BF16": ml_dtypes.bfloat16}
@@ -87,15 +85,21 @@ def _infer(client: http.InferenceServerClient, model: Any, arrays: dict[str, np.
 
 def _assert_same(got: dict[str, np.ndarray], want: dict[str, np.ndarray]) -> None:
     assert set(got) == set(want)
-    for name in want:
-        assert got[name].shape == want[name].shape, name
-        assert got[name].tolist() == want[name].tolist(), name
+    for name, value in want.items():
+        assert got[name].shape == value.shape, name
+        assert got[name].tolist() == value.tolist(), name
 
 
 CASES = [
     (f"{EXAMPLES / 'adder.py'}:adder", {"X": np.arange(6, dtype=np.float32).reshape(2, 3) / 7}),
-    (f"{EXAMPLES / 'text.py'}:text", {"TEXT": np.array(["hello triton world".encode(), "ünïcode".encode(), b""], dtype=object)}),
-    (f"{EXAMPLES / 'iris' / 'model.py'}:Iris", {"features": np.array([[5.1, 3.5, 1.4, 0.2], [6.7, 3.0, 5.2, 2.3], [5.9, 3.0, 4.2, 1.5]])}),
+    (
+        f"{EXAMPLES / 'text.py'}:text",
+        {"TEXT": np.array([b"hello triton world", "ünïcode".encode(), b""], dtype=object)},
+    ),
+    (
+        f"{EXAMPLES / 'iris' / 'model.py'}:Iris",
+        {"features": np.array([[5.1, 3.5, 1.4, 0.2], [6.7, 3.0, 5.2, 2.3], [5.9, 3.0, 4.2, 1.5]])},
+    ),
     (
         f"{HERE / 'models.py'}:kinds",
         {
@@ -111,7 +115,9 @@ CASES = [
 
 
 @pytest.mark.parametrize(("target", "arrays"), CASES, ids=["adder", "text", "iris", "kinds"])
-def test_answers_equal_omi_serve_and_predict(client: http.InferenceServerClient, target: str, arrays: dict[str, np.ndarray]) -> None:
+def test_answers_equal_omi_serve_and_predict(
+    client: http.InferenceServerClient, target: str, arrays: dict[str, np.ndarray]
+) -> None:
     model = _model(target)
     got = _infer(client, model, arrays)
     _assert_same(got, _omi_answer(model, arrays))
@@ -175,7 +181,10 @@ def test_a_failed_eager_load_is_reported_and_the_others_serve(client: http.Infer
     assert not client.is_model_ready("broken")
     index = {entry["name"]: entry for entry in client.get_model_repository_index()}
     assert index["broken"]["state"] == "UNAVAILABLE"
-    assert "model 'broken' failed to load" in index["broken"]["reason"] and "weights are missing" in index["broken"]["reason"]
+    assert (
+        "model 'broken' failed to load" in index["broken"]["reason"]
+        and "weights are missing" in index["broken"]["reason"]
+    )
     assert all(index[name]["state"] == "READY" for name in index if name != "broken")
 
 
@@ -198,9 +207,35 @@ def test_batching_merges_concurrent_requests(triton: Any) -> None:
     assert max(sizes) > 2, sizes
 
 
+def test_a_bad_request_in_a_merged_batch_fails_alone(triton: Any) -> None:
+    model = _model(f"{HERE / 'models.py'}:batcher")
+
+    def one(i: int) -> Any:
+        own = http.InferenceServerClient(triton.http_url, network_timeout=60)
+        try:
+            return _infer(own, model, {"X": np.array([[np.nan if i == 3 else i, 0]], dtype=np.float32)})
+        except InferenceServerException as exc:
+            return exc
+        finally:
+            own.close()
+
+    with concurrent.futures.ThreadPoolExecutor(6) as pool:
+        first = pool.submit(one, 0)
+        time.sleep(0.1)  # the others queue behind the first call; Triton hands them over together
+        answers = [first.result(), *pool.map(one, range(1, 6))]
+    bad = answers.pop(3)
+    assert isinstance(bad, InferenceServerException) and bad.status() == "500"
+    assert "ValueError: a row holds NaN" in bad.message()
+    assert [a["Y"].tolist() for a in answers] == [[[2.0 * i, 0.0]] for i in (0, 1, 2, 4, 5)]
+
+
 def test_grpc_client(triton: Any) -> None:
     out = subprocess.run(
-        [sys.executable, str(HERE / "grpc_driver.py"), triton.grpc_url], capture_output=True, text=True, timeout=120
+        [sys.executable, str(HERE / "grpc_driver.py"), triton.grpc_url],
+        check=False,
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     assert out.returncode == 0, out.stderr
     report = json.loads(out.stdout)

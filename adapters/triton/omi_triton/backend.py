@@ -28,7 +28,6 @@ from omi_adapters.contract import Model
 from omi_adapters.errors import ConfigurationError, ModelLoadError, OmiError, PredictError
 from omi_adapters.targets import load_target
 from omi_adapters.types import InputTensor
-
 from omi_triton.config import TARGET_PARAMETER
 from omi_triton.dlpack import bf16_bits, bf16_tensor
 from omi_triton.errors import triton_error
@@ -47,7 +46,7 @@ class TritonPythonModel:
 
     def initialize(self, args: dict[str, str]) -> None:
         """Find the model named by ``config.pbtxt`` and load it as its policy says."""
-        import triton_python_backend_utils as pb_utils
+        import triton_python_backend_utils as pb_utils  # type: ignore[import-not-found]  # Triton provides it
 
         self._pb = pb_utils
         _check_numpy_interop(pb_utils)
@@ -90,7 +89,9 @@ class TritonPythonModel:
                 bound = []
         for group in _groups(model, bound):
             for index, outcome in zip([i for i, _ in group], self._run(predict, [a for _, a in group])):
-                responses[index] = self._failure(outcome) if isinstance(outcome, BaseException) else self._encode(outcome)
+                responses[index] = (
+                    self._failure(outcome) if isinstance(outcome, BaseException) else self._encode(outcome)
+                )
         return responses
 
     def finalize(self) -> None:
@@ -137,7 +138,9 @@ class TritonPythonModel:
         except Exception as exc:
             log.exception("predict of model %r raised", model.name)
             text = str(exc)
-            raise PredictError(f"model '{model.name}' failed: {type(exc).__name__}{': ' + text if text else ''}") from exc
+            raise PredictError(
+                f"model '{model.name}' failed: {type(exc).__name__}{': ' + text if text else ''}"
+            ) from exc
         return model.check_outputs(result, batch)
 
     # --- tensors ---------------------------------------------------------------------------

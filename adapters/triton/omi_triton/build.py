@@ -23,7 +23,6 @@ from pathlib import Path
 
 from omi_adapters.contract import Model
 from omi_adapters.errors import ConfigurationError
-
 from omi_triton import config as triton_config
 
 __all__ = ["SHIM", "add_arguments", "build", "write_model"]
@@ -98,9 +97,7 @@ def write_model(
     """Write one model's folder into ``repository``; returns the folder."""
     repository = Path(repository)
     source, target = _source_of(model)
-    message = triton_config.build_config(
-        model, target, instances=instances, max_queue_delay_us=max_queue_delay_us
-    )
+    message = triton_config.build_config(model, target, instances=instances, max_queue_delay_us=max_queue_delay_us)
     folder = repository / model.name
     try:
         repository.mkdir(parents=True, exist_ok=True)
@@ -124,7 +121,9 @@ def write_model(
                 shutil.rmtree(staging)
     except OSError as exc:
         where = exc.filename or repository
-        raise ConfigurationError(f"cannot write the Triton repository {repository}: {where}: {exc.strerror or exc}") from None
+        raise ConfigurationError(
+            f"cannot write the Triton repository {repository}: {where}: {exc.strerror or exc}"
+        ) from None
     return folder
 
 

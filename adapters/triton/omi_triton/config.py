@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import importlib.util
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -19,7 +20,7 @@ from typing import Any
 from omi_adapters.contract import Model
 from omi_adapters.errors import ConfigurationError
 
-__all__ = ["TARGET_PARAMETER", "model_config_pb2", "build_config", "to_text", "parse"]
+__all__ = ["TARGET_PARAMETER", "build_config", "model_config_pb2", "parse", "to_text"]
 
 #: The ``ModelConfig.parameters`` key that tells the backend which model to serve; it also
 #: marks a model folder as written by ``omi build triton``.
@@ -68,7 +69,10 @@ def build_config(
     config = pb.ModelConfig(name=model.name, backend="python", max_batch_size=model.max_batch_size)
     skip = 1 if model.max_batch_size > 0 else 0
     for spec in model.inputs:
-        _set_dims(config.input.add(name=spec.name, data_type=_data_type(pb, spec.datatype), optional=spec.optional), spec.shape[skip:])
+        _set_dims(
+            config.input.add(name=spec.name, data_type=_data_type(pb, spec.datatype), optional=spec.optional),
+            spec.shape[skip:],
+        )
     for spec in model.outputs:
         _set_dims(config.output.add(name=spec.name, data_type=_data_type(pb, spec.datatype)), spec.shape[skip:])
     if model.max_batch_size > 0:
@@ -81,7 +85,7 @@ def build_config(
 
 def to_text(config: Any) -> str:
     """``config.pbtxt`` text of a ``ModelConfig`` (protobuf text format)."""
-    from google.protobuf import text_format
+    from google.protobuf import text_format  # type: ignore[import-untyped]
 
     return str(text_format.MessageToString(config))
 
@@ -93,7 +97,7 @@ def parse(text: str) -> Any:
     return text_format.Parse(text, model_config_pb2().ModelConfig())
 
 
-def _set_dims(tensor: Any, dims: tuple[int, ...]) -> None:
+def _set_dims(tensor: Any, dims: Sequence[int]) -> None:
     """Triton's dims leave out the batch dimension when the model batches (model_config.proto).
 
     Triton refuses empty dims, so a tensor that is only a batch (or a scalar) is declared with

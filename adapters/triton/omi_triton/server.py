@@ -32,8 +32,9 @@ import urllib.request
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Self
 
-__all__ = ["WHEEL", "MODEL_ENV_REQUIREMENTS", "Installation", "install", "TritonServer", "main"]
+__all__ = ["MODEL_ENV_REQUIREMENTS", "WHEEL", "Installation", "TritonServer", "install", "main"]
 
 #: The wheel that carries tritonserver 2.51.0 and runs on this platform (targets.md).
 WHEEL = "nvidia-pytriton==0.7.0"
@@ -118,12 +119,10 @@ def install(
     home = Path(home).resolve()
     home.mkdir(parents=True, exist_ok=True)
     installation = Installation(home=home, python_env=home / "env")
-    wanted = {
-        "wheel": WHEEL,
-        "requirements": [*MODEL_ENV_REQUIREMENTS, *requirements],
-        "paths": [str(Path(p).resolve()) for p in paths],
-        "python": _version_of(python),
-    }
+    version = _version_of(python)
+    wanted_requirements = [*MODEL_ENV_REQUIREMENTS, *requirements]
+    wanted_paths = [str(Path(p).resolve()) for p in paths]
+    wanted = {"wheel": WHEEL, "requirements": wanted_requirements, "paths": wanted_paths, "python": version}
     with _locked(home / ".lock"):
         record = home / _RECORD
         if record.exists():
@@ -133,8 +132,8 @@ def install(
             except ValueError:
                 pass
         _say(log, f"installing {WHEEL} and a model environment into {home}")
-        _install_wheel(home, python, wanted["python"])
-        _make_env(installation.python_env, python, wanted["requirements"], wanted["paths"])
+        _install_wheel(home, python, version)
+        _make_env(installation.python_env, python, wanted_requirements, wanted_paths)
         record.write_text(json.dumps({"wanted": wanted, **installation.to_dict()}, indent=2) + "\n")
     return installation
 
@@ -183,7 +182,7 @@ def _make_env(env: Path, python: str, requirements: Sequence[str], paths: Sequen
 
 def _pip(python: str, *args: str) -> None:
     command = [python, "-m", "pip", args[0], "--quiet", "--disable-pip-version-check", *args[1:]]
-    result = subprocess.run(command, capture_output=True, text=True)
+    result = subprocess.run(command, check=False, capture_output=True, text=True)
     if result.returncode != 0:
         raise RuntimeError(f"{' '.join(command)} failed:\n{result.stdout}{result.stderr}")
 
@@ -255,7 +254,11 @@ class TritonServer:
         command = self.installation.command(self.repository, self.http_port, self.grpc_port, self.metrics_port)
         with open(self.log_path, "wb") as log:
             self.process = subprocess.Popen(
-                command, stdout=log, stderr=subprocess.STDOUT, env=self.installation.environment(), start_new_session=True
+                command,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                env=self.installation.environment(),
+                start_new_session=True,
             )
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
@@ -298,7 +301,7 @@ class TritonServer:
         except OSError:
             return "(no log)"
 
-    def __enter__(self) -> TritonServer:
+    def __enter__(self) -> Self:
         self.start()
         return self
 
@@ -310,7 +313,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     """``python -m omi_triton.server REPO``: serve a repository in the foreground."""
     parser = argparse.ArgumentParser(prog="python -m omi_triton.server", description=main.__doc__)
     parser.add_argument("repository", type=Path, help="a model repository written by `omi build triton`")
-    parser.add_argument("--home", type=Path, default=Path(".tools/tritonserver"), help="where tritonserver is installed")
+    parser.add_argument(
+        "--home", type=Path, default=Path(".tools/tritonserver"), help="where tritonserver is installed"
+    )
     parser.add_argument("--requirement", "-r", action="append", default=[], help="a pip requirement of the models")
     parser.add_argument("--path", action="append", type=Path, default=[], help="a folder for the models' sys.path")
     parser.add_argument("--http-port", type=int, default=8000)
