@@ -71,7 +71,9 @@ def fetch_rie() -> None:
     if rie_path().is_file() and events_path().is_dir():
         return
     with tempfile.TemporaryDirectory(dir=TOOLS) as tmp:
-        _pip(sys.executable, "download", "--no-deps", "--only-binary=:all:", f"aws-sam-cli=={SAM_CLI_VERSION}", "-d", tmp)
+        _pip(
+            sys.executable, "download", "--no-deps", "--only-binary=:all:", f"aws-sam-cli=={SAM_CLI_VERSION}", "-d", tmp
+        )
         wheel = next(Path(tmp).glob("aws_sam_cli-*.whl"))
         staged = Path(tmp) / "staged"
         (staged / "events").mkdir(parents=True)

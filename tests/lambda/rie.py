@@ -47,7 +47,7 @@ class Emulator:
     def __init__(self, rie: Path, code: Path, handler: str, env: dict[str, str], shim: Path) -> None:
         self.port = free_port()
         api_port = free_port()
-        self.logfile = tempfile.NamedTemporaryFile("w+", prefix="rie-", suffix=".log")
+        self.logfile = tempfile.NamedTemporaryFile("w+", prefix="rie-", suffix=".log")  # noqa: SIM115 - closed by stop()
         environment = {
             "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
             "PYTHONPATH": f"{code}{os.pathsep}{shim}",

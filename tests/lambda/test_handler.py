@@ -35,7 +35,13 @@ def adder() -> Any:
 
 def _run(code: str, **env: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-c", code], cwd=ROOT, env={**os.environ, **env}, capture_output=True, text=True, timeout=60
+        [sys.executable, "-c", code],
+        cwd=ROOT,
+        env={**os.environ, **env},
+        check=False,
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
 
 
@@ -140,7 +146,9 @@ def test_snapstart_hooks_load_before_the_snapshot(make_handler: Any, caplog: Any
 def test_function_url_events(make_handler: Any, adder: Any, events_dir: Path) -> None:
     # Function URLs send the HTTP API's payload format 2.0 from their own domain, without a stage.
     event = http_event(events_dir, "http-api", "POST", "/v2/models/adder/infer", json.dumps(ADD).encode())
-    event["requestContext"].update(domainName="abcdefg.lambda-url.us-east-1.on.aws", domainPrefix="abcdefg", stage="$default")
+    event["requestContext"].update(
+        domainName="abcdefg.lambda-url.us-east-1.on.aws", domainPrefix="abcdefg", stage="$default"
+    )
     event["requestContext"].pop("authentication")
     answer = make_handler(adder)(event)
     assert answer["statusCode"] == 200

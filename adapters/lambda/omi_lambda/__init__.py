@@ -16,12 +16,12 @@ import time
 #: When the runtime imported this package: the start of the INIT this handler reports.
 IMPORT_STARTED = time.perf_counter()
 
-from typing import TYPE_CHECKING, Any  # noqa: E402
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from omi_lambda.function import LambdaFunction, build_handler
 
-__all__ = ["build_handler", "handler", "MODEL_ENV"]
+__all__ = ["MODEL_ENV", "build_handler", "handler"]
 
 #: The environment variable naming the models ``omi_lambda.handler`` serves.
 MODEL_ENV = "OMI_MODEL"

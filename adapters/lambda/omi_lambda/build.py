@@ -33,7 +33,7 @@ from omi_adapters.contract import Model
 from omi_adapters.errors import ConfigurationError
 from omi_lambda import sam
 
-__all__ = ["add_arguments", "build", "PYTHONS", "runtime_requirements", "pip_install_command"]
+__all__ = ["PYTHONS", "add_arguments", "build", "pip_install_command", "runtime_requirements"]
 
 #: Lambda's Python runtimes -> the glibc minor version of their Amazon Linux.
 PYTHONS = {"3.10": 26, "3.11": 26, "3.12": 34, "3.13": 34}

@@ -25,7 +25,7 @@ from omi_adapters.dataplane import DataPlane
 from omi_adapters.errors import InvalidInputError, OmiError, PayloadTooLargeError
 from omi_adapters.rest import HTTP_STATUS
 
-__all__ = ["is_inference_request", "invoke", "error_object", "internal_error_object"]
+__all__ = ["error_object", "internal_error_object", "invoke", "is_inference_request"]
 
 log = logging.getLogger("omi_lambda")
 

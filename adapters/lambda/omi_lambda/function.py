@@ -35,7 +35,7 @@ from omi_adapters.rest import HTTP_STATUS, build_app
 from omi_adapters.targets import load_targets
 from omi_lambda import direct
 
-__all__ = ["LambdaFunction", "build_handler", "handler_from_env", "PAYLOAD_LIMIT", "COLD_START_HEADER"]
+__all__ = ["COLD_START_HEADER", "PAYLOAD_LIMIT", "LambdaFunction", "build_handler", "handler_from_env"]
 
 #: Lambda's limit on a synchronous invocation's request and response payloads: 6 MB, which
 #: the Invoke API states as 6291456 bytes.
@@ -92,7 +92,9 @@ class LambdaFunction:
         max_payload_bytes: requests and responses larger than this are refused with 413.
     """
 
-    def __init__(self, models: Iterable[Model], *, started: float | None = None, max_payload_bytes: int = PAYLOAD_LIMIT) -> None:
+    def __init__(
+        self, models: Iterable[Model], *, started: float | None = None, max_payload_bytes: int = PAYLOAD_LIMIT
+    ) -> None:
         started = time.perf_counter() if started is None else started
         self.dataplane = DataPlane(models)
         self.max_payload_bytes = max_payload_bytes
@@ -143,7 +145,7 @@ class LambdaFunction:
                 )
                 return self.mangum(_without_body(event), context)
             return result
-        except Exception as exc:  # noqa: BLE001 - a malformed HTTP event: answer it, do not crash the runtime
+        except Exception as exc:  # a malformed HTTP event: answer it, do not crash the runtime
             log.exception("cannot serve the HTTP event")
             body = orjson.dumps({"error": f"malformed HTTP event ({type(exc).__name__}: {exc})"}).decode()
             headers = {"content-type": "application/json", COLD_START_HEADER: "true" if cold else "false"}
@@ -203,7 +205,9 @@ def build_handler(
     elif isinstance(model_or_models, Iterable) and not isinstance(model_or_models, (str, bytes, Mapping)):
         models = list(model_or_models)
     else:
-        raise ConfigurationError(f"build_handler needs a model made with @model, or a list of them, got {model_or_models!r}")
+        raise ConfigurationError(
+            f"build_handler needs a model made with @model, or a list of them, got {model_or_models!r}"
+        )
     for item in models:
         if not isinstance(item, Model):
             raise ConfigurationError(f"build_handler needs models made with @model, got {type(item).__name__}")
@@ -239,7 +243,7 @@ def _without_body(event: Mapping[str, Any]) -> dict[str, Any]:
 def _register_snapstart_hooks(function: LambdaFunction) -> None:
     """With ``snapshot-restore-py`` installed (as in Lambda's Python runtimes), load before snapshots."""
     try:
-        from snapshot_restore_py import register_after_restore, register_before_snapshot
+        from snapshot_restore_py import register_after_restore, register_before_snapshot  # type: ignore[import-untyped]
     except ImportError:
         return
     register_before_snapshot(function.prepare_snapshot)

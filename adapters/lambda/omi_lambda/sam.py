@@ -15,7 +15,7 @@ from typing import Any
 
 import yaml
 
-__all__ = ["FunctionSpec", "template", "template_yaml", "containerfile", "HANDLER", "FUNCTION_ID", "CODE_DIR"]
+__all__ = ["CODE_DIR", "FUNCTION_ID", "HANDLER", "FunctionSpec", "containerfile", "template", "template_yaml"]
 
 HANDLER = "omi_lambda.handler"
 FUNCTION_ID = "ModelFunction"
