@@ -55,10 +55,16 @@ def triton_repo(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="session")
-def triton(triton_repo: Path) -> Iterator[Any]:
+def triton_install() -> Any:
+    """tritonserver and its model environment, installed under .tools/ by the fetch script."""
+    return _fetch_script().fetch()
+
+
+@pytest.fixture(scope="session")
+def triton(triton_install: Any, triton_repo: Path) -> Iterator[Any]:
     from omi_triton.server import TritonServer
 
-    server = TritonServer(_fetch_script().fetch(), triton_repo)
+    server = TritonServer(triton_install, triton_repo)
     server.start(timeout=180)
     server.ready_at = time.time()
     try:
