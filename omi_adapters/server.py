@@ -42,6 +42,7 @@ class ServeOptions:
     grpc_port: int = 8081
     omi_port: int = 45000
     protocols: tuple[str, ...] = PROTOCOLS
+    omi_model: str | None = None
     workers: int | None = None
     max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES
     graceful_timeout: float = 30.0
@@ -72,6 +73,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--grpc-port", type=int, default=8081, help="OIP gRPC port (default: 8081)")
     parser.add_argument("--omi-port", type=int, default=None, help="OMI gRPC port (default: $PSC_MODEL_PORT, else 45000)")
     parser.add_argument(
+        "--omi-model", default=None, help="the model OMI serves (one per port; default: the first TARGET's)"
+    )
+    parser.add_argument(
         "--protocols", type=_protocols, default=PROTOCOLS, help="which front ends to run (default: rest,grpc,omi)"
     )
     parser.add_argument("--workers", type=int, default=None, help="threads for sync predict functions (default: Python's)")
@@ -95,6 +99,7 @@ def options_from_args(args: argparse.Namespace) -> ServeOptions:
         grpc_port=args.grpc_port,
         omi_port=args.omi_port if args.omi_port is not None else _env_port("PSC_MODEL_PORT", 45000),
         protocols=tuple(args.protocols),
+        omi_model=args.omi_model,
         workers=args.workers,
         max_message_bytes=args.max_message_bytes,
         graceful_timeout=args.graceful_timeout,
@@ -227,7 +232,7 @@ async def _grpc_server(dataplane: Any, options: ServeOptions, port: int, kind: s
     else:
         from omi_adapters import grpc_omi
 
-        grpc_omi.add_to_server(server, dataplane, shutdown=shutdown)
+        grpc_omi.add_to_server(server, dataplane, shutdown=shutdown, model=options.omi_model)
     address = f"{options.host}:{port}"
     try:
         server.add_insecure_port(address)
