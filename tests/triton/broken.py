@@ -12,3 +12,12 @@ class Broken:
 
     def predict(self, X):
         return X
+
+
+@model(name="broken_lazy", inputs=[Tensor("X", "FP32", [-1])], outputs=[Tensor("Y", "FP32", [-1])], load="lazy")
+class BrokenLazy:
+    def load(self) -> None:
+        raise OSError("the disk is gone")
+
+    def predict(self, X):
+        return X

@@ -188,6 +188,24 @@ def test_a_failed_eager_load_is_reported_and_the_others_serve(client: http.Infer
     assert all(index[name]["state"] == "READY" for name in index if name != "broken")
 
 
+def test_a_failed_lazy_load_answers_every_request_with_the_reason(client: http.InferenceServerClient) -> None:
+    model = _model(f"{HERE / 'broken.py'}:BrokenLazy")
+    for _ in range(2):  # the failure is kept, not retried behind the user's back
+        with pytest.raises(InferenceServerException) as raised:
+            _infer(client, model, {"X": np.array([1.0], dtype=np.float32)})
+        assert raised.value.status() == "503"
+        assert "model 'broken_lazy' failed to load: OSError: the disk is gone" in raised.value.message()
+    assert client.is_server_live()
+
+
+def test_only_requested_outputs_are_sent(client: http.InferenceServerClient) -> None:
+    tensor = http.InferInput("TEXT", [1, 1], "BYTES")
+    tensor.set_data_from_numpy(np.array([[b"two words"]], dtype=object))
+    result = client.infer("text", [tensor], outputs=[http.InferRequestedOutput("WORDS")])
+    assert [o["name"] for o in result.get_response()["outputs"]] == ["WORDS"]
+    assert result.as_numpy("WORDS").tolist() == [[2]]
+
+
 def test_batching_merges_concurrent_requests(triton: Any) -> None:
     model = _model(f"{HERE / 'models.py'}:batcher")
 
