@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import fcntl
+import importlib.util
 import json
 import os
 import shutil
@@ -34,7 +35,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Self
 
-__all__ = ["MODEL_ENV_REQUIREMENTS", "WHEEL", "Installation", "TritonServer", "install", "main"]
+__all__ = ["MODEL_ENV_REQUIREMENTS", "WHEEL", "Installation", "TritonServer", "existing", "install", "main"]
 
 #: The wheel that carries tritonserver 2.51.0 and runs on this platform (targets.md).
 WHEEL = "nvidia-pytriton==0.7.0"
@@ -136,6 +137,19 @@ def install(
         _make_env(installation.python_env, python, wanted_requirements, wanted_paths)
         record.write_text(json.dumps({"wanted": wanted, **installation.to_dict()}, indent=2) + "\n")
     return installation
+
+
+def existing(home: Path) -> Installation | None:
+    """The installation already made under ``home``, if any, whatever it was made with."""
+    home = Path(home).resolve()
+    return Installation(home=home, python_env=home / "env") if (home / _RECORD).exists() else None
+
+
+def _package_parent(name: str) -> Path:
+    spec = importlib.util.find_spec(name)
+    if spec is None or not spec.submodule_search_locations:
+        raise RuntimeError(f"cannot find the {name} package")
+    return Path(next(iter(spec.submodule_search_locations))).parent
 
 
 def _version_of(python: str) -> str:
@@ -322,7 +336,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--grpc-port", type=int, default=8001)
     parser.add_argument("--metrics-port", type=int, default=8002)
     args = parser.parse_args(argv)
-    installation = install(args.home, requirements=args.requirement, paths=args.path)
+    installation = existing(args.home) if not (args.requirement or args.path) else None
+    if installation is None:
+        # By default the models see the omi-adapters sources this interpreter runs.
+        paths = args.path or sorted({_package_parent("omi_adapters"), _package_parent("omi_triton")})
+        installation = install(args.home, requirements=args.requirement, paths=paths)
     command = installation.command(args.repository.resolve(), args.http_port, args.grpc_port, args.metrics_port)
     os.execve(command[0], command, installation.environment())
 
