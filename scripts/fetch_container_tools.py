@@ -42,13 +42,15 @@ def run(*command: str, env: dict[str, str] | None = None) -> subprocess.Complete
     done = subprocess.run(command, check=False, env=env, capture_output=True, text=True)
     if done.returncode != 0:
         text = done.stdout + done.stderr
-        if any(
-            s in text
-            for s in ("Temporary failure resolving", "Could not resolve", "Failed to fetch", "Network is unreachable")
-        ):
-            raise Unreachable(f"{' '.join(command)}: {text.strip()[-500:]}")
+        _raise_if_unreachable(f"{' '.join(command)}: {text}")
         raise RuntimeError(f"{' '.join(command)} failed ({done.returncode}):\n{text.strip()[-2000:]}")
     return done
+
+
+def _raise_if_unreachable(text: str) -> None:
+    signs = ("Temporary failure resolving", "Could not resolve", "Failed to fetch", "Network is unreachable")
+    if any(sign in text for sign in signs):
+        raise Unreachable(text.strip()[-500:])
 
 
 def install_tools() -> None:
@@ -60,8 +62,11 @@ def install_tools() -> None:
             f"{', '.join(t for t in TOOLS if not shutil.which(t))} missing; install as root: apt-get install {' '.join(PACKAGES)}"
         )
     env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-    run("apt-get", "update", "-qq", env=env)
-    run("apt-get", "install", "-y", "-qq", "--no-install-recommends", *PACKAGES, env=env)
+    update = run("apt-get", "update", "-qq", env=env)
+    # apt-get update exits 0 even when no mirror answered; its warnings say so.
+    _raise_if_unreachable(f"apt-get update: {update.stdout}{update.stderr}")
+    # With recommends: podman's network backend and conmon's companions come that way.
+    run("apt-get", "install", "-y", "-qq", *PACKAGES, env=env)
 
 
 def storage_conf() -> Path:

@@ -252,3 +252,32 @@ def test_a_crd_read_from_a_path(tmp_path: Path) -> None:
 def test_shipped_crd_is_knatives_v1_23() -> None:
     shipped = Path(validate.__file__).parent / "schemas" / validate.CRD_FILE
     assert shipped.read_bytes() == SHARED_CRD.read_bytes()
+
+
+def test_several_models_share_one_service(tmp_path: Path, schema: dict[str, Any]) -> None:
+    out = build(tmp_path, str(ROOT / "examples" / "adder.py"), str(ROOT / "examples" / "text.py"))
+    service = load(out / "service.yaml")
+    assert validate.schema_errors(service, schema) == [] and validate.admission_errors(service) == []
+    assert service["metadata"]["name"] == "adder"
+    # Two models at chassis' defaults: their resources add up.
+    assert container(service)["resources"]["requests"] == {"cpu": "2", "memory": "1024M"}
+    text = (out / "Containerfile").read_text()
+    assert 'MODEL_NAME="adder,text"' in text
+    assert "omi serve adder.py:adder text.py:" in text
+    assert sorted(p.name for p in (out / "model").iterdir()) == ["adder.py", "text.py"]
+
+
+def test_rerun_replaces_its_own_output_but_not_a_foreign_folder(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = build(tmp_path, str(ROOT / "examples" / "adder.py"), str(ROOT / "examples" / "text.py"))
+    build(tmp_path, str(ROOT / "examples" / "adder.py"))
+    assert [p.name for p in (out / "model").iterdir()] == ["adder.py"]  # nothing stale is left
+
+    foreign = tmp_path / "mine"
+    foreign.mkdir()
+    (foreign / "notes.txt").write_text("keep me")
+    code = main(["build", "knative", str(ROOT / "examples" / "adder.py"), "--out", str(foreign), "--image", "m:1"])
+    assert code == 2
+    assert "was not written by `omi build knative`" in capsys.readouterr().err
+    assert [p.name for p in foreign.iterdir()] == ["notes.txt"]

@@ -27,7 +27,7 @@ import yaml
 from omi_adapters.contract import Model
 from omi_adapters.errors import ConfigurationError
 from omi_knative import validate
-from omi_knative.containerfile import DEFAULT_BASE, ImageSpec, render
+from omi_knative.containerfile import DEFAULT_BASE, MARKER, ImageSpec, render
 from omi_knative.manifests import Deployment, inference_service, knative_service, request_timeout, service_name
 
 __all__ = ["add_arguments", "build", "write"]
@@ -164,6 +164,7 @@ def write(
         graceful_timeout=request_timeout(models),
     )
     out = Path(out)
+    _check_ours(out)
     try:
         out.mkdir(parents=True, exist_ok=True)
         written = [_dump(out / "service.yaml", service), _dump(out / "inferenceservice.yaml", isvc)]
@@ -179,6 +180,21 @@ def write(
     return written
 
 
+def _check_ours(out: Path) -> None:
+    """Refuse to write into a folder that holds files this command did not write."""
+    if not out.exists():
+        return
+    if not out.is_dir():
+        raise ConfigurationError(f"--out {out} is a file, not a folder")
+    containerfile = out / "Containerfile"
+    try:
+        ours = containerfile.read_text().startswith(MARKER)
+    except (OSError, UnicodeDecodeError):
+        ours = False
+    if any(out.iterdir()) and not ours:
+        raise ConfigurationError(f"{out} is not empty and was not written by `omi build knative`; choose another --out")
+
+
 def _predictor_pod(isvc: dict[str, Any]) -> dict[str, Any]:
     predictor = isvc["spec"]["predictor"]
     return {"containers": predictor["containers"], "containerConcurrency": predictor["containerConcurrency"],
@@ -187,7 +203,7 @@ def _predictor_pod(isvc: dict[str, Any]) -> dict[str, Any]:
 
 def _sources(models: list[Model]) -> tuple[list[Path], list[str]]:
     """The files to copy into ``model/`` and the ``omi serve`` targets that load them there."""
-    files: dict[Path, None] = {}
+    files: dict[str, Path] = {}
     targets: list[str] = []
     for model in models:
         module = sys.modules.get(getattr(model.target, "__module__", None) or "")
@@ -200,12 +216,15 @@ def _sources(models: list[Model]) -> tuple[list[Path], list[str]]:
         if "." not in module.__name__ and file and Path(file).is_file():
             # A model file (TARGET path/to/file.py): the image carries a copy of it.
             path = Path(file).resolve()
-            files[path] = None
+            if files.setdefault(path.name, path) != path:
+                raise ConfigurationError(
+                    f"{files[path.name]} and {path} would both be model/{path.name} in the image; rename one"
+                )
             targets.append(f"{path.name}:{attrs[0]}")
         else:
             # A module of a package: --requirement or --wheel must install it in the image.
             targets.append(f"{module.__name__}:{attrs[0]}")
-    return list(files), targets
+    return list(files.values()), targets
 
 
 def _fill(folder: Path, paths: list[Path]) -> Path:

@@ -14,13 +14,15 @@ import shlex
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-__all__ = ["APP_DIR", "DEFAULT_BASE", "ImageSpec", "render"]
+__all__ = ["APP_DIR", "DEFAULT_BASE", "MARKER", "ImageSpec", "render"]
 
 #: A Debian-based Python image; any base with ``python3`` (3.11+) and its ``venv`` module works.
 DEFAULT_BASE = "docker.io/library/python:3.11-slim-bookworm"
 APP_DIR = "/opt/omi"
 #: A fixed non-root user: Knative and KServe run containers without root where they can.
 USER = "65532:65532"
+#: The first line of every Containerfile written here: a rerun may replace what it finds.
+MARKER = "# Written by `omi build knative`; rebuild instead of editing."
 
 
 @dataclass(frozen=True)
@@ -73,7 +75,7 @@ def render(spec: ImageSpec) -> str:
         "MODEL_NAME": ",".join(spec.model_names),
     }
     lines = [
-        "# Written by `omi build knative`; rebuild instead of editing.",
+        MARKER,
         "# Build from this folder: buildah bud -t IMAGE .   (or: docker build -t IMAGE -f Containerfile .)",
         f"FROM {spec.base}",
         "ENV PYTHONUNBUFFERED=1 PYTHONDONTWRITEBYTECODE=1 PIP_DISABLE_PIP_VERSION_CHECK=1",
