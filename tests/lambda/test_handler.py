@@ -189,3 +189,14 @@ def test_binary_bodies_are_base64_both_ways(make_handler: Any, adder: Any, event
     raw = base64.b64decode(answer["body"])
     length = int(response_headers(answer)["inference-header-content-length"])
     assert np.frombuffer(raw[length:], dtype="<f4").tolist() == [2.5, 3.5]
+
+
+def test_alb_with_multi_value_headers(make_handler: Any, adder: Any, events_dir: Path) -> None:
+    # A target group with multi-value headers sends and expects multiValueHeaders only.
+    event = http_event(events_dir, "alb", "POST", "/v2/models/adder/infer", json.dumps(ADD).encode())
+    event["multiValueHeaders"] = {name: [value] for name, value in event.pop("headers").items()}
+    event["multiValueQueryStringParameters"] = {"query": ["1234ABCD"]}
+    answer = make_handler(adder)(event)
+    assert answer["statusCode"] == 200 and "headers" not in answer
+    assert answer["multiValueHeaders"]["x-omi-cold-start"] == ["true"]
+    assert json.loads(response_body(answer))["outputs"][0]["data"] == [2.0, 3.0]

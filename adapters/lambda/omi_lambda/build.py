@@ -36,7 +36,7 @@ from omi_lambda import sam
 __all__ = ["PYTHONS", "add_arguments", "build", "pip_install_command", "runtime_requirements"]
 
 #: Lambda's Python runtimes -> the glibc minor version of their Amazon Linux.
-PYTHONS = {"3.10": 26, "3.11": 26, "3.12": 34, "3.13": 34}
+PYTHONS = {"3.10": 26, "3.11": 26, "3.12": 34, "3.13": 34, "3.14": 34}
 _PIP_ARCH = {"x86_64": "x86_64", "arm64": "aarch64"}
 #: Distributions copied into the bundle as source, so never installed from an index.
 _VENDORED = {"omi-adapters", "omi-adapters-lambda"}
