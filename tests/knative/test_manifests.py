@@ -208,6 +208,8 @@ def test_strict_schema_catches_misspelt_and_mistyped_fields(service: dict[str, A
         (("--env", "K_SERVICE=x"), "'K_SERVICE' is set by Knative"),
         (("--env", "PORT=9000"), "'PORT' is set by Knative"),
         (("--port", "8022"), "8022 is reserved"),
+        (("--port", "70000"), "70000 is not a TCP port"),
+        (("--min-scale", "-1"), "must be a whole number >= 0"),
         (("--name", "My_Service"), "must be a DNS label"),
         (("--min-scale", "4", "--max-scale", "2"), "min-scale 4 exceeds max-scale 2"),
         (("--concurrency", "4", "--target", "8"), "autoscaling target 8 exceeds containerConcurrency 4"),

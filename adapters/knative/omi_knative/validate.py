@@ -160,7 +160,9 @@ def container_errors(container: Mapping[str, Any], where: str) -> list[str]:
         if name not in PORT_NAMES:
             errors.append(f"{at}.name: {name!r} must be empty, 'http1' or 'h2c'")
         number = port.get("containerPort")
-        if number in RESERVED_PORTS:
+        if not isinstance(number, int) or not 0 < number < 65536:
+            errors.append(f"{at}.containerPort: {number!r} is not a TCP port (1..65535)")
+        elif number in RESERVED_PORTS:
             errors.append(
                 f"{at}.containerPort: {number} is reserved by Knative ({', '.join(map(str, sorted(RESERVED_PORTS)))})"
             )
