@@ -182,7 +182,7 @@ def test_a_failed_eager_load_is_reported_and_the_others_serve(client: http.Infer
     index = {entry["name"]: entry for entry in client.get_model_repository_index()}
     assert index["broken"]["state"] == "UNAVAILABLE"
     assert (
-        "model 'broken' failed to load" in index["broken"]["reason"]
+        "model 'broken' failed to load: FileNotFoundError: the weights are missing" in index["broken"]["reason"]
         and "weights are missing" in index["broken"]["reason"]
     )
     assert all(index[name]["state"] == "READY" for name in index if name != "broken")

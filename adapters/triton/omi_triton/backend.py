@@ -25,7 +25,7 @@ import numpy as np
 
 from omi_adapters.codecs.tensors import bf16_to_float32, float32_to_bf16
 from omi_adapters.contract import Model
-from omi_adapters.errors import ConfigurationError, ModelLoadError, OmiError, PredictError
+from omi_adapters.errors import ConfigurationError, OmiError, PredictError
 from omi_adapters.targets import load_target
 from omi_adapters.types import InputTensor
 from omi_triton.config import TARGET_PARAMETER
@@ -65,8 +65,9 @@ class TritonPythonModel:
         self._loop = asyncio.new_event_loop() if model.is_async else None
         model.start()  # eager: loads here, once per instance; lazy: on the first execute
         if model.load_error is not None:
-            # Triton then reports the model unavailable, with this reason.
-            raise ModelLoadError(f"model '{model.name}' failed to load: {model.load_error!r}")
+            # Raises the core's ModelLoadError naming the cause; Triton then reports the model
+            # unavailable with that reason.
+            model.wait_ready(0)
 
     def execute(self, requests: Sequence[Any]) -> list[Any]:
         """Answer every request, in order; a failed one gets its own ``TritonError``."""
