@@ -65,6 +65,8 @@ def function(
     try:
         first = emulator.invoke(COUNT)
         second = emulator.invoke(COUNT)
+        for answer in (first, second):
+            assert "outputs" in answer, f"not an OIP response: {answer}\n{emulator.log()[-3000:]}"
         yield Function(emulator, first, second, template)
     finally:
         emulator.stop()
