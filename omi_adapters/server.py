@@ -188,9 +188,9 @@ def _endpoints(options: ServeOptions) -> Iterator[str]:
 
 def _log_platform() -> None:
     # Knative sets these on every revision (runtime contract); logging them ties logs to a revision.
-    service, revision = os.environ.get("K_SERVICE"), os.environ.get("K_REVISION")
-    if service or revision:
-        log.info("Knative service %s, revision %s, configuration %s", service, revision, os.environ.get("K_CONFIGURATION"))
+    names = {key: os.environ.get(f"K_{key.upper()}") for key in ("service", "revision", "configuration")}
+    if names["service"] or names["revision"]:
+        log.info("Knative %s", ", ".join(f"{key} {value}" for key, value in names.items() if value))
 
 
 def _http_server(dataplane: Any, options: ServeOptions) -> Any:
