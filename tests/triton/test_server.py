@@ -23,6 +23,7 @@ from omi_adapters.codecs.tensors import bf16_to_float32, float32_to_bf16
 from omi_adapters.dataplane import DataPlane
 from omi_adapters.targets import load_target
 from omi_adapters.types import InferenceRequest, InputTensor
+from tests.servers import serve
 from tests.triton.conftest import EXAMPLES, HERE
 
 NUMPY = {"BF16": ml_dtypes.bfloat16}
@@ -60,12 +61,16 @@ def _triton_shape(spec: Any, batching: bool) -> list[int]:
     return list(spec.shape) + [1] if batching and len(spec.shape) == 1 else list(spec.shape)
 
 
-def _infer(client: http.InferenceServerClient, model: Any, arrays: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+def _infer(
+    client: http.InferenceServerClient, model: Any, arrays: dict[str, np.ndarray], *, triton: bool = True
+) -> dict[str, np.ndarray]:
+    """Infer through tritonclient.http; ``triton`` says the server is Triton (batch-only tensors [N, 1])."""
+    reshaped = triton and bool(model.max_batch_size)
     specs = {t.name: t for t in model.inputs}
     inputs = []
     for name, value in arrays.items():
         spec = specs[name]
-        wire = value.reshape(value.shape + (1,)) if model.max_batch_size and value.ndim == 1 else value
+        wire = value.reshape(value.shape + (1,)) if reshaped and value.ndim == 1 else value
         if spec.datatype in NUMPY:
             wire = wire.astype(NUMPY[spec.datatype])
         tensor = http.InferInput(name, list(wire.shape), spec.datatype)
@@ -76,7 +81,7 @@ def _infer(client: http.InferenceServerClient, model: Any, arrays: dict[str, np.
     for spec in model.outputs:
         value = result.as_numpy(spec.name)
         assert result.get_output(spec.name)["datatype"] == spec.datatype
-        if model.max_batch_size and len(spec.shape) == 1:
+        if reshaped and len(spec.shape) == 1:
             assert value.shape[1:] == (1,)
             value = value.reshape(value.shape[0])
         answers[spec.name] = value.astype(np.float32) if spec.datatype == "BF16" else value
@@ -114,12 +119,27 @@ CASES = [
 ]
 
 
+@pytest.fixture(scope="module")
+def omi_serve() -> Iterator[http.InferenceServerClient]:
+    """A real `omi serve` (REST) of the same models, to compare answers with."""
+    targets = [target.partition(":")[0] for target, _ in CASES]
+    with serve(*dict.fromkeys(targets), protocols=("rest",)) as served:
+        served.wait_ready()
+        client = http.InferenceServerClient(served.http_url, network_timeout=60)
+        yield client
+        client.close()
+
+
 @pytest.mark.parametrize(("target", "arrays"), CASES, ids=["adder", "text", "iris", "kinds"])
 def test_answers_equal_omi_serve_and_predict(
-    client: http.InferenceServerClient, target: str, arrays: dict[str, np.ndarray]
+    client: http.InferenceServerClient,
+    omi_serve: http.InferenceServerClient,
+    target: str,
+    arrays: dict[str, np.ndarray],
 ) -> None:
     model = _model(target)
     got = _infer(client, model, arrays)
+    _assert_same(got, _infer(omi_serve, model, arrays, triton=False))
     _assert_same(got, _omi_answer(model, arrays))
     # ... which are the predict function's own results, converted to the declared outputs.
     direct = model.check_outputs(model.wait_ready()(**arrays))
