@@ -15,6 +15,10 @@ from tritonclient import http
 from omi_adapters.cli import main as omi
 from tests.triton.conftest import EXAMPLES
 
+# On a clean checkout the first test here also installs tritonserver (a 55 MB wheel and a
+# model environment, 0.5 to 2 minutes here): allow for it on top of the tests' own seconds.
+pytestmark = pytest.mark.timeout(900)
+
 
 def test_a_numpy_2_model_environment_is_refused_with_the_reason(triton_install: Any, tmp_path: Path) -> None:
     if int(np.__version__.split(".")[0]) < 2:

@@ -28,6 +28,10 @@ from tests.triton.conftest import EXAMPLES, HERE
 
 NUMPY = {"BF16": ml_dtypes.bfloat16}
 
+# On a clean checkout the first test here also installs tritonserver (a 55 MB wheel and a
+# model environment, 0.5 to 2 minutes here): allow for it on top of the tests' own seconds.
+pytestmark = pytest.mark.timeout(900)
+
 
 @pytest.fixture(scope="module")
 def client(triton: Any) -> Iterator[http.InferenceServerClient]:
