@@ -2,7 +2,8 @@
 
 Front ends only translate between their wire format and :class:`InferenceRequest` /
 :class:`InferenceResponse`; finding the model, waiting for its load, checking inputs,
-running predict (sync functions in a thread pool, async ones on the loop) and checking
+running predict (sync functions in a thread pool unless the model says otherwise, async
+ones on the loop) and checking
 outputs happen here, once.
 """
 
@@ -11,8 +12,8 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import logging
-from collections.abc import Iterable
-from typing import Any
+from collections.abc import Callable, Iterable
+from typing import Any, TypeVar
 
 from omi_adapters import __version__
 from omi_adapters.contract import Model
@@ -20,13 +21,14 @@ from omi_adapters.loading import LoadPolicy, LoadState
 from omi_adapters.errors import ConfigurationError, InvalidInputError, ModelNotFoundError, OmiError, PredictError
 from omi_adapters.types import InferenceRequest, InferenceResponse, OutputTensor
 
-__all__ = ["DataPlane", "SERVER_NAME", "EXTENSIONS"]
+__all__ = ["EXTENSIONS", "SERVER_NAME", "DataPlane", "in_thread"]
 
 SERVER_NAME = "omi-adapters"
 #: Reported by server metadata: the Triton conventions this server follows (interfaces.md §2.11).
 EXTENSIONS = ("binary_tensor_data",)
 
 log = logging.getLogger("omi_adapters")
+T = TypeVar("T")
 
 
 class DataPlane:
@@ -41,7 +43,8 @@ class DataPlane:
             versions[model.version] = model
         if not self._models:
             raise ConfigurationError("no models to serve")
-        self.executor = executor
+        #: Runs sync predict functions and loads; threads start on first use.
+        self.executor = executor or concurrent.futures.ThreadPoolExecutor(thread_name_prefix="omi-predict")
 
     @property
     def models(self) -> list[Model]:
@@ -117,8 +120,7 @@ class DataPlane:
         """Return the model's predict function, loading it off the loop if it must load."""
         if model.ready:
             return model.wait_ready(0)
-        loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self.executor, model.wait_ready)
+        return await in_thread(self.executor, model.wait_ready)
 
     async def infer(self, name: str, version: str | None, request: InferenceRequest) -> InferenceResponse:
         """Run one inference request through the model's contract."""
@@ -129,9 +131,10 @@ class DataPlane:
         batch = request.inputs[0].shape[0] if model.max_batch_size and request.inputs else None
         if model.is_async:
             result = await _call_async(model, predict, arrays)
+        elif model.run_in_thread:
+            result = await in_thread(self.executor, _call_sync, model, predict, arrays)
         else:
-            loop = asyncio.get_running_loop()
-            result = await loop.run_in_executor(self.executor, _call_sync, model, predict, arrays)
+            result = _call_sync(model, predict, arrays)
         outputs = model.check_outputs(result, batch)
         tensors = [
             OutputTensor(name=spec.name, datatype=spec.datatype, shape=outputs[spec.name].shape, data=outputs[spec.name])
@@ -139,6 +142,40 @@ class DataPlane:
             if names is None or spec.name in names
         ]
         return InferenceResponse(model_name=model.name, model_version=model.version, outputs=tensors, id=request.id)
+
+
+async def in_thread(executor: concurrent.futures.Executor, fn: Callable[..., T], *args: Any) -> T:
+    """Run ``fn(*args)`` in ``executor`` and await its result (or exception) on this loop.
+
+    ``loop.run_in_executor`` chains a concurrent future to an asyncio one, which costs about
+    as much again as the thread hand-off itself; on the hot path the worker instead hands its
+    outcome straight back with one ``call_soon_threadsafe``.
+    """
+    loop = asyncio.get_running_loop()
+    future: asyncio.Future[T] = loop.create_future()
+
+    def work() -> None:
+        try:
+            outcome: tuple[Callable[..., None], Any] = (_set_result, fn(*args))
+        except BaseException as exc:  # noqa: BLE001 - delivered to the awaiting coroutine
+            outcome = (_set_exception, exc)
+        try:
+            loop.call_soon_threadsafe(outcome[0], future, outcome[1])
+        except RuntimeError:
+            pass  # the loop has closed: nobody is waiting for this result any more
+
+    executor.submit(work)
+    return await future
+
+
+def _set_result(future: asyncio.Future[Any], value: Any) -> None:
+    if not future.done():  # the waiter may have been cancelled (a client that went away)
+        future.set_result(value)
+
+
+def _set_exception(future: asyncio.Future[Any], exc: BaseException) -> None:
+    if not future.done():
+        future.set_exception(exc)
 
 
 def _requested_names(model: Model, request: InferenceRequest) -> set[str] | None:
