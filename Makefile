@@ -23,6 +23,11 @@ run: $(STAMP)
 test: $(STAMP)
 	$(BIN)/python -m pytest
 
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy omi_adapters adapters/lambda/omi_lambda adapters/knative/omi_knative adapters/triton/omi_triton
+
 bench: $(STAMP)
 	$(BIN)/python bench/run.py
 

@@ -23,4 +23,12 @@ async def infer(request: Request) -> Response:
 app = Starlette(routes=[Route("/v2/models/adder/infer", infer, methods=["POST"])])
 
 if __name__ == "__main__":
-    uvicorn.run(app, host="127.0.0.1", port=int(sys.argv[1]), http="httptools", loop="uvloop", access_log=False, log_level="warning")
+    uvicorn.run(
+        app,
+        host="127.0.0.1",
+        port=int(sys.argv[1]),
+        http="httptools",
+        loop="uvloop",
+        access_log=False,
+        log_level="warning",
+    )

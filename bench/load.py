@@ -33,8 +33,7 @@ async def _connection(host: str, port: int, request: bytes, until: float, latenc
 
 async def run(host: str, port: int, path: str, body: bytes, connections: int, seconds: float) -> dict[str, float]:
     request = (
-        f"POST {path} HTTP/1.1\r\nHost: {host}\r\nContent-Type: application/json\r\n"
-        f"Content-Length: {len(body)}\r\n\r\n"
+        f"POST {path} HTTP/1.1\r\nHost: {host}\r\nContent-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n"
     ).encode() + body
     warm: list[float] = []
     await _connection(host, port, request, time.perf_counter() + 0.5, warm)

@@ -62,7 +62,9 @@ def measure(name: str, command: list[str], port: int, seconds: float) -> dict[st
         proc.terminate()
         proc.wait(30)
     result = {"p50_us": latency["p50_us"], "p99_us": latency["p99_us"], "rps_16": throughput["rps"]}
-    print(f"{name:>10}: p50 {result['p50_us']:7.0f} us   p99 {result['p99_us']:7.0f} us   {result['rps_16']:8.0f} req/s at 16 in flight")
+    print(
+        f"{name:>10}: p50 {result['p50_us']:7.0f} us   p99 {result['p99_us']:7.0f} us   {result['rps_16']:8.0f} req/s at 16 in flight"
+    )
     return result
 
 
@@ -79,7 +81,9 @@ def main() -> int:
     threaded = measure("in thread", _serve("bench/threaded_adder.py", port := _free_port()), port, seconds)
     ratios = {"latency": omi["p50_us"] / baseline["p50_us"], "throughput": omi["rps_16"] / baseline["rps_16"]}
     ok = ratios["latency"] <= TARGETS["latency_ratio_max"] and ratios["throughput"] >= TARGETS["throughput_ratio_min"]
-    print(f"    ratios: latency {ratios['latency']:.2f}x (<= 1.1)   throughput {ratios['throughput']:.2f}x (>= 0.8)   {'met' if ok else 'MISSED'}")
+    print(
+        f"    ratios: latency {ratios['latency']:.2f}x (<= 1.1)   throughput {ratios['throughput']:.2f}x (>= 0.8)   {'met' if ok else 'MISSED'}"
+    )
     record = {
         "date": time.strftime("%Y-%m-%d"),
         "seconds": seconds,

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 __version__ = "0.1.0"
 
-from omi_adapters.contract import Model, Tensor, model  # noqa: E402
-from omi_adapters.errors import (  # noqa: E402
+from omi_adapters.contract import Model, Tensor, model
+from omi_adapters.errors import (
     ConfigurationError,
     ErrorCode,
     InvalidInputError,
@@ -22,22 +22,22 @@ from omi_adapters.errors import (  # noqa: E402
     PredictError,
     PredictTimeoutError,
 )
-from omi_adapters.types import DATATYPES  # noqa: E402
+from omi_adapters.types import DATATYPES
 
 __all__ = [
-    "__version__",
-    "model",
-    "Model",
-    "Tensor",
     "DATATYPES",
-    "ErrorCode",
-    "OmiError",
     "ConfigurationError",
+    "ErrorCode",
     "InvalidInputError",
-    "PayloadTooLargeError",
+    "Model",
+    "ModelLoadError",
     "ModelNotFoundError",
     "ModelNotReadyError",
-    "ModelLoadError",
+    "OmiError",
+    "PayloadTooLargeError",
     "PredictError",
     "PredictTimeoutError",
+    "Tensor",
+    "__version__",
+    "model",
 ]

@@ -16,7 +16,7 @@ from types import ModuleType
 from omi_adapters.errors import OmiError
 from omi_adapters.targets import load_targets
 
-__all__ = ["main", "BUILDERS"]
+__all__ = ["BUILDERS", "main"]
 
 #: ``omi build KIND`` -> (module, distribution to install). Each module defines
 #: ``add_arguments(parser)`` and ``build(models, args) -> int``.
@@ -30,7 +30,9 @@ BUILDERS: dict[str, tuple[str, str]] = {
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the ``omi`` command; returns the exit code."""
     argv = list(sys.argv[1:] if argv is None else argv)
-    parser = argparse.ArgumentParser(prog="omi", description="Serve one predict function on every model-serving target.")
+    parser = argparse.ArgumentParser(
+        prog="omi", description="Serve one predict function on every model-serving target."
+    )
     commands = parser.add_subparsers(dest="command", required=True)
     target_help = "path/to/file.py[:attr] or package.module[:attr]"
 

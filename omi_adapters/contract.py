@@ -21,7 +21,7 @@ from omi_adapters.loading import Loader, LoadPolicy, LoadState
 from omi_adapters.metadata import Description, Features, OmiMetadata, Resources, Timeouts, build_metadata
 from omi_adapters.types import DATATYPES, InputTensor
 
-__all__ = ["Tensor", "Model", "model"]
+__all__ = ["Model", "Tensor", "model"]
 
 _NAME = re.compile(r"^[A-Za-z0-9_.\-]+$")
 
@@ -114,7 +114,9 @@ class Model:
         try:
             self.load_policy = LoadPolicy(load)
         except ValueError:
-            raise ConfigurationError(f"model '{name}': load must be 'eager', 'lazy' or 'background', got {load!r}") from None
+            raise ConfigurationError(
+                f"model '{name}': load must be 'eager', 'lazy' or 'background', got {load!r}"
+            ) from None
         if type(max_batch_size) is not int or max_batch_size < 0:
             raise ConfigurationError(f"model '{name}': max_batch_size must be an integer >= 0, got {max_batch_size!r}")
         self.max_batch_size = max_batch_size
@@ -148,7 +150,7 @@ class Model:
             self.is_async = inspect.iscoroutinefunction(target)
             _bind(target, self.inputs, getattr(target, "__name__", repr(target)), skip_self=False)
             _check_returns(target, self.outputs, getattr(target, "__name__", repr(target)))
-            loader_fn = lambda: target  # noqa: E731 - nothing to load for a plain function
+            loader_fn = lambda: target
         self._loader: Loader[Callable[..., Any]] = Loader(name, loader_fn, self.load_policy)
         self.__doc__ = getattr(target, "__doc__", None)
 
@@ -256,7 +258,9 @@ class Model:
             raise PredictError(f"model '{self.name}' returned no output {', '.join(repr(m) for m in sorted(missing))}")
         extra = set(result).difference(self._output_names)
         if extra:
-            raise PredictError(f"model '{self.name}' returned undeclared output(s) {', '.join(sorted(map(str, extra)))}")
+            raise PredictError(
+                f"model '{self.name}' returned undeclared output(s) {', '.join(sorted(map(str, extra)))}"
+            )
         outputs: dict[str, np.ndarray[Any, Any]] = {}
         for spec in self.outputs:
             where = f"output '{spec.name}'"
@@ -324,10 +328,10 @@ def _bind(fn: Callable[..., Any], inputs: tuple[Tensor, ...], label: str, *, ski
         else:
             named[param.name] = param
     for tensor in inputs:
-        param = named.get(tensor.name)
-        if param is None and not var_keyword:
+        bound = named.get(tensor.name)
+        if bound is None and not var_keyword:
             raise ConfigurationError(f"{label}: declared input '{tensor.name}' has no parameter of that name")
-        if tensor.optional and param is not None and param.default is param.empty:
+        if tensor.optional and bound is not None and bound.default is bound.empty:
             raise ConfigurationError(f"{label}: optional input '{tensor.name}' needs a default value")
 
 
@@ -346,12 +350,11 @@ def _check_returns(fn: Callable[..., Any], outputs: tuple[Tensor, ...], label: s
             raise ConfigurationError(
                 f"{label} returns {annotation.__name__} with keys {sorted(keys)}, but the outputs are {sorted(names)}"
             )
-    elif annotation is np.ndarray or getattr(annotation, "__origin__", None) is np.ndarray:
-        if len(outputs) != 1:
-            raise ConfigurationError(
-                f"{label} returns one array, but {len(outputs)} outputs are declared "
-                f"({', '.join(t.name for t in outputs)}); return a dict by output name"
-            )
+    elif (annotation is np.ndarray or getattr(annotation, "__origin__", None) is np.ndarray) and len(outputs) != 1:
+        raise ConfigurationError(
+            f"{label} returns one array, but {len(outputs)} outputs are declared "
+            f"({', '.join(t.name for t in outputs)}); return a dict by output name"
+        )
 
 
 async def _await(value: Any) -> Any:
@@ -411,7 +414,7 @@ def model(
         )
         return Model(
             obj,
-            name=name or getattr(obj, "__name__", ""),
+            name=name or str(getattr(obj, "__name__", "")),
             version=str(version),
             inputs=inputs,
             outputs=outputs,

@@ -17,8 +17,8 @@ from typing import Any, TypeVar
 
 from omi_adapters import __version__
 from omi_adapters.contract import Model
-from omi_adapters.loading import LoadPolicy, LoadState
 from omi_adapters.errors import ConfigurationError, InvalidInputError, ModelNotFoundError, OmiError, PredictError
+from omi_adapters.loading import LoadPolicy, LoadState
 from omi_adapters.types import InferenceRequest, InferenceResponse, OutputTensor
 
 __all__ = ["EXTENSIONS", "SERVER_NAME", "DataPlane", "in_thread"]
@@ -137,7 +137,9 @@ class DataPlane:
             result = _call_sync(model, predict, arrays)
         outputs = model.check_outputs(result, batch)
         tensors = [
-            OutputTensor(name=spec.name, datatype=spec.datatype, shape=outputs[spec.name].shape, data=outputs[spec.name])
+            OutputTensor(
+                name=spec.name, datatype=spec.datatype, shape=outputs[spec.name].shape, data=outputs[spec.name]
+            )
             for spec in model.outputs
             if names is None or spec.name in names
         ]

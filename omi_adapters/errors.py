@@ -19,14 +19,14 @@ from __future__ import annotations
 import enum
 
 __all__ = [
-    "ErrorCode",
-    "OmiError",
     "ConfigurationError",
+    "ErrorCode",
     "InvalidInputError",
-    "PayloadTooLargeError",
+    "ModelLoadError",
     "ModelNotFoundError",
     "ModelNotReadyError",
-    "ModelLoadError",
+    "OmiError",
+    "PayloadTooLargeError",
     "PredictError",
     "PredictTimeoutError",
 ]

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import AsyncIterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import grpc
 from grpc_health.v1 import health, health_pb2
@@ -25,9 +25,12 @@ from omi_adapters.protos import open_inference_grpc_pb2 as pb
 from omi_adapters.protos import open_inference_grpc_pb2_grpc as pb_grpc
 from omi_adapters.types import DATATYPES, InferenceRequest, InferenceResponse, InputTensor, Parameters, RequestedOutput
 
-__all__ = ["GRPC_STATUS", "SERVICE_NAME", "add_to_server", "InferenceServicer"]
+__all__ = ["GRPC_STATUS", "SERVICE_NAME", "InferenceServicer", "add_to_server"]
 
 SERVICE_NAME = pb.DESCRIPTOR.services_by_name["GRPCInferenceService"].full_name
+
+if TYPE_CHECKING:
+    Context = grpc.aio.ServicerContext[Any, Any]
 
 log = logging.getLogger("omi_adapters.grpc")
 
@@ -83,7 +86,9 @@ def decode_request(message: pb.ModelInferRequest) -> InferenceRequest:
             raise InvalidInputError(f"inputs[{index}]: 'name' must not be empty")
         where = f"input '{tensor.name}'"
         if tensor.datatype not in DATATYPES:
-            raise InvalidInputError(f"{where}: unknown datatype {tensor.datatype!r}; expected one of {', '.join(DATATYPES)}")
+            raise InvalidInputError(
+                f"{where}: unknown datatype {tensor.datatype!r}; expected one of {', '.join(DATATYPES)}"
+            )
         shape = check_shape(list(tensor.shape), where)
         if raw:
             if tensor.HasField("contents"):
@@ -95,7 +100,11 @@ def decode_request(message: pb.ModelInferRequest) -> InferenceRequest:
             data = from_typed(tensor.datatype, values, shape, where)
         inputs.append(
             InputTensor(
-                name=tensor.name, datatype=tensor.datatype, shape=shape, data=data, parameters=_parameters(tensor.parameters)
+                name=tensor.name,
+                datatype=tensor.datatype,
+                shape=shape,
+                data=data,
+                parameters=_parameters(tensor.parameters),
             )
         )
     outputs = [RequestedOutput(o.name, _parameters(o.parameters)) for o in message.outputs] or None
@@ -131,49 +140,50 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
     def __init__(self, dataplane: DataPlane) -> None:
         self.dataplane = dataplane
 
-    async def ServerLive(self, request: pb.ServerLiveRequest, context: grpc.aio.ServicerContext) -> pb.ServerLiveResponse:
+    async def ServerLive(self, request: pb.ServerLiveRequest, context: Context) -> pb.ServerLiveResponse:
         return pb.ServerLiveResponse(live=self.dataplane.live())
 
-    async def ServerReady(self, request: pb.ServerReadyRequest, context: grpc.aio.ServicerContext) -> pb.ServerReadyResponse:
+    async def ServerReady(self, request: pb.ServerReadyRequest, context: Context) -> pb.ServerReadyResponse:
         return pb.ServerReadyResponse(ready=self.dataplane.ready())
 
-    async def ModelReady(self, request: pb.ModelReadyRequest, context: grpc.aio.ServicerContext) -> pb.ModelReadyResponse:
+    async def ModelReady(self, request: pb.ModelReadyRequest, context: Context) -> pb.ModelReadyResponse:
         try:
             model = self.dataplane.get(request.name, request.version or None)
         except OmiError as exc:
             await _abort(context, exc)
         return pb.ModelReadyResponse(ready=self.dataplane.model_ready(model))
 
-    async def ServerMetadata(
-        self, request: pb.ServerMetadataRequest, context: grpc.aio.ServicerContext
-    ) -> pb.ServerMetadataResponse:
+    async def ServerMetadata(self, request: pb.ServerMetadataRequest, context: Context) -> pb.ServerMetadataResponse:
         return pb.ServerMetadataResponse(**self.dataplane.server_metadata())
 
-    async def ModelMetadata(
-        self, request: pb.ModelMetadataRequest, context: grpc.aio.ServicerContext
-    ) -> pb.ModelMetadataResponse:
+    async def ModelMetadata(self, request: pb.ModelMetadataRequest, context: Context) -> pb.ModelMetadataResponse:
         try:
             meta = self.dataplane.model_metadata(request.name, request.version or None)
         except OmiError as exc:
             await _abort(context, exc)
-        tensors = {
-            key: [pb.ModelMetadataResponse.TensorMetadata(name=t["name"], datatype=t["datatype"], shape=t["shape"]) for t in meta[key]]
+        inputs, outputs = (
+            [
+                pb.ModelMetadataResponse.TensorMetadata(name=t["name"], datatype=t["datatype"], shape=t["shape"])
+                for t in meta[key]
+            ]
             for key in ("inputs", "outputs")
-        }
-        return pb.ModelMetadataResponse(name=meta["name"], versions=meta["versions"], platform=meta["platform"], **tensors)
+        )
+        return pb.ModelMetadataResponse(
+            name=meta["name"], versions=meta["versions"], platform=meta["platform"], inputs=inputs, outputs=outputs
+        )
 
-    async def ModelInfer(self, request: pb.ModelInferRequest, context: grpc.aio.ServicerContext) -> pb.ModelInferResponse:
+    async def ModelInfer(self, request: pb.ModelInferRequest, context: Context) -> pb.ModelInferResponse:
         try:
             return await self._infer(request)
         except OmiError as exc:
             await _abort(context, exc)
-        except Exception as exc:  # noqa: BLE001 - never a traceback on the wire
+        except Exception as exc:
             log.exception("unexpected error in ModelInfer")
             await context.abort(grpc.StatusCode.INTERNAL, f"internal server error ({type(exc).__name__})")
         raise AssertionError("unreachable")
 
     async def ModelStreamInfer(
-        self, requests: AsyncIterator[pb.ModelInferRequest], context: grpc.aio.ServicerContext
+        self, requests: AsyncIterator[pb.ModelInferRequest], context: Context
     ) -> AsyncIterator[pb.ModelStreamInferResponse]:
         # Triton's stream (§2.9): one reply per request, in order; a failed request is reported
         # in error_message and the stream goes on.
@@ -182,7 +192,7 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
                 yield pb.ModelStreamInferResponse(infer_response=await self._infer(request))
             except OmiError as exc:
                 yield pb.ModelStreamInferResponse(error_message=exc.message)
-            except Exception as exc:  # noqa: BLE001
+            except Exception as exc:
                 log.exception("unexpected error in ModelStreamInfer")
                 yield pb.ModelStreamInferResponse(error_message=f"internal server error ({type(exc).__name__})")
 
@@ -193,7 +203,7 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
         return encode_response(response, typed=not request.raw_input_contents and bool(request.inputs))
 
 
-async def _abort(context: grpc.aio.ServicerContext, exc: OmiError) -> Any:
+async def _abort(context: Context, exc: OmiError) -> Any:
     await context.abort(GRPC_STATUS[exc.code], exc.message)
 
 
@@ -205,18 +215,22 @@ class _Health(health.aio.HealthServicer):
         self.dataplane = dataplane
 
     async def _refresh(self) -> None:
-        status = health_pb2.HealthCheckResponse.SERVING if self.dataplane.ready() else health_pb2.HealthCheckResponse.NOT_SERVING
+        status = (
+            health_pb2.HealthCheckResponse.SERVING
+            if self.dataplane.ready()
+            else health_pb2.HealthCheckResponse.NOT_SERVING
+        )
         for service in ("", SERVICE_NAME):
             await self.set(service, status)
 
-    async def Check(self, request: Any, context: grpc.aio.ServicerContext) -> Any:
+    async def Check(self, request: Any, context: Context) -> Any:
         await self._refresh()
         return await super().Check(request, context)
 
 
 def add_to_server(server: grpc.aio.Server, dataplane: DataPlane) -> None:
     """Register the OIP service, gRPC health checking and server reflection on ``server``."""
-    pb_grpc.add_GRPCInferenceServiceServicer_to_server(InferenceServicer(dataplane), server)
+    pb_grpc.add_GRPCInferenceServiceServicer_to_server(InferenceServicer(dataplane), server)  # type: ignore[no-untyped-call] # generated
     from grpc_health.v1 import health_pb2_grpc
 
     health_pb2_grpc.add_HealthServicer_to_server(_Health(dataplane), server)

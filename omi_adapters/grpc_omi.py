@@ -18,7 +18,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -41,6 +41,9 @@ from omi_adapters.types import InferenceRequest, InputTensor
 __all__ = ["FLAG_INPUTS", "SERVICE_NAME", "ModzyModelServicer", "add_to_server"]
 
 SERVICE_NAME = "ModzyModel"
+if TYPE_CHECKING:
+    Context = grpc.aio.ServicerContext[Any, Any]
+
 log = logging.getLogger("omi_adapters.omi")
 
 #: The one error table of this protocol: ErrorCode -> (status_code, status) of a reply that
@@ -89,7 +92,7 @@ class ModzyModelServicer(pb_grpc.ModzyModelServicer):
 
     # --- Status ----------------------------------------------------------------------------
 
-    async def Status(self, request: pb.StatusRequest, context: grpc.aio.ServicerContext) -> pb.StatusResponse:
+    async def Status(self, request: pb.StatusRequest, context: Context) -> pb.StatusResponse:
         reply = pb.StatusResponse()
         reply.CopyFrom(self._metadata)
         try:
@@ -125,7 +128,7 @@ class ModzyModelServicer(pb_grpc.ModzyModelServicer):
 
     # --- Run -------------------------------------------------------------------------------
 
-    async def Run(self, request: pb.RunRequest, context: grpc.aio.ServicerContext) -> pb.RunResponse:
+    async def Run(self, request: pb.RunRequest, context: Context) -> pb.RunResponse:
         results: list[pb.OutputItem | None] = [None] * len(request.inputs)
         notes = self._flag_notes(request)
         try:
@@ -234,14 +237,14 @@ class ModzyModelServicer(pb_grpc.ModzyModelServicer):
 
     # --- Shutdown --------------------------------------------------------------------------
 
-    async def Shutdown(self, request: pb.ShutdownRequest, context: grpc.aio.ServicerContext) -> pb.ShutdownResponse:
+    async def Shutdown(self, request: pb.ShutdownRequest, context: Context) -> pb.ShutdownResponse:
         if not self._shutting_down:
             self._shutting_down = True
             # Reply first: stop only once this reply has gone out (§1.4; chassis kills itself twice).
-            context.add_done_callback(lambda _: self._stop())
+            context.add_done_callback(self._stop)  # type: ignore[arg-type] # types-grpcio wants a class
         return pb.ShutdownResponse(status_code=200, status="OK", message="Model Shutdown Successfully.")
 
-    def _stop(self) -> None:
+    def _stop(self, _: object = None) -> None:
         log.info("OMI Shutdown: stopping the server")
         try:
             self._shutdown()
@@ -302,9 +305,7 @@ class _ModelHealth(health.aio.HealthServicer):
         super().__init__()
         self._model = model
 
-    async def Check(
-        self, request: health_pb2.HealthCheckRequest, context: grpc.aio.ServicerContext
-    ) -> health_pb2.HealthCheckResponse:
+    async def Check(self, request: health_pb2.HealthCheckRequest, context: Context) -> health_pb2.HealthCheckResponse:
         if request.service == "":
             return health_pb2.HealthCheckResponse(status=health_pb2.HealthCheckResponse.SERVING)
         if request.service != SERVICE_NAME:
@@ -338,7 +339,7 @@ def add_to_server(
     if model is None and len(dataplane.models) > 1:
         log.info("OMI serves model %r, the first of %d", target.name, len(dataplane.models))
     servicer = ModzyModelServicer(dataplane, target, shutdown)
-    pb_grpc.add_ModzyModelServicer_to_server(servicer, server)
+    pb_grpc.add_ModzyModelServicer_to_server(servicer, server)  # type: ignore[no-untyped-call] # generated
     health_pb2_grpc.add_HealthServicer_to_server(_ModelHealth(target), server)
     reflection.enable_server_reflection(
         (SERVICE_NAME, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name, reflection.SERVICE_NAME), server

@@ -16,7 +16,8 @@ import inspect
 import logging
 import threading
 import time
-from typing import Any, Callable, Generic, TypeVar
+from collections.abc import Callable
+from typing import Any, Generic, TypeVar
 
 from omi_adapters.errors import ModelLoadError, ModelNotReadyError
 
@@ -88,7 +89,7 @@ class Loader(Generic[T]):
                 value = self._load_fn()
                 if inspect.isawaitable(value):
                     value = asyncio.run(_await(value))
-            except BaseException as exc:  # noqa: BLE001 - any loader failure is the model's state
+            except BaseException as exc:
                 self.seconds = time.perf_counter() - started
                 self.state, self.error = LoadState.FAILED, exc
                 log.error("model %r failed to load in %.3fs: %r", self.name, self.seconds, exc)

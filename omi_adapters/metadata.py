@@ -6,12 +6,13 @@ Every field has the default chassis uses, so a model declares only what it knows
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field, fields
-from typing import Any, Mapping
+from typing import Any
 
 from omi_adapters.errors import ConfigurationError
 
-__all__ = ["Description", "Resources", "Timeouts", "Features", "OmiMetadata", "parse_size", "parse_duration"]
+__all__ = ["Description", "Features", "OmiMetadata", "Resources", "Timeouts", "parse_duration", "parse_size"]
 
 
 @dataclass(frozen=True)

@@ -26,7 +26,7 @@ from omi_adapters.dataplane import DataPlane
 from omi_adapters.errors import ErrorCode, InvalidInputError, OmiError, PayloadTooLargeError
 from omi_adapters.types import InferenceRequest
 
-__all__ = ["build_app", "HTTP_STATUS", "DEFAULT_MAX_BODY_BYTES"]
+__all__ = ["DEFAULT_MAX_BODY_BYTES", "HTTP_STATUS", "build_app"]
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -235,12 +235,12 @@ def _fastapi_app(endpoints: _Endpoints, app: OipApp) -> FastAPI:
         version=__version__,
         description="The Open Inference Protocol (KServe V2) REST API, with the binary tensor data extension.",
     )
-    errors = {
+    errors: dict[int | str, dict[str, Any]] = {
         400: {"model": rest_docs.ErrorResponse, "description": "Invalid request"},
         404: {"model": rest_docs.ErrorResponse, "description": "Unknown model or version"},
         503: {"model": rest_docs.ErrorResponse, "description": "Not ready"},
     }
-    infer_errors = {
+    infer_errors: dict[int | str, dict[str, Any]] = {
         **errors,
         413: {"model": rest_docs.ErrorResponse, "description": "Body too large"},
         500: {"model": rest_docs.ErrorResponse, "description": "The model's predict raised"},

@@ -6,13 +6,13 @@ decoded by :mod:`omi_adapters.codecs` with orjson and numpy).
 
 from __future__ import annotations
 
-from typing import Any, Union
+from typing import Any
 
 from pydantic import BaseModel, Field
 
 from omi_adapters.types import DATATYPES
 
-Parameter = Union[bool, int, float, str]
+Parameter = bool | int | float | str
 _DATATYPES = ", ".join(DATATYPES)
 
 

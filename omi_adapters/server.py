@@ -71,14 +71,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--host", default="0.0.0.0", help="address to bind (default: 0.0.0.0)")
     parser.add_argument("--http-port", type=int, default=None, help="OIP REST port (default: $PORT, else 8080)")
     parser.add_argument("--grpc-port", type=int, default=8081, help="OIP gRPC port (default: 8081)")
-    parser.add_argument("--omi-port", type=int, default=None, help="OMI gRPC port (default: $PSC_MODEL_PORT, else 45000)")
+    parser.add_argument(
+        "--omi-port", type=int, default=None, help="OMI gRPC port (default: $PSC_MODEL_PORT, else 45000)"
+    )
     parser.add_argument(
         "--omi-model", default=None, help="the model OMI serves (one per port; default: the first TARGET's)"
     )
     parser.add_argument(
         "--protocols", type=_protocols, default=PROTOCOLS, help="which front ends to run (default: rest,grpc,omi)"
     )
-    parser.add_argument("--workers", type=int, default=None, help="threads for sync predict functions (default: Python's)")
+    parser.add_argument(
+        "--workers", type=int, default=None, help="threads for sync predict functions (default: Python's)"
+    )
     parser.add_argument(
         "--max-message-bytes",
         type=int,
@@ -86,7 +90,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="largest request or reply, REST body or gRPC message (default: 512 MiB)",
     )
     parser.add_argument(
-        "--graceful-timeout", type=float, default=30.0, help="seconds in-flight requests get after SIGTERM (default: 30)"
+        "--graceful-timeout",
+        type=float,
+        default=30.0,
+        help="seconds in-flight requests get after SIGTERM (default: 30)",
     )
     parser.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
 
@@ -180,7 +187,11 @@ async def serve(models: Sequence[Model], options: ServeOptions) -> int:
 
 
 def _endpoints(options: ServeOptions) -> Iterator[str]:
-    names = {"rest": ("OIP REST", options.http_port), "grpc": ("OIP gRPC", options.grpc_port), "omi": ("OMI gRPC", options.omi_port)}
+    names = {
+        "rest": ("OIP REST", options.http_port),
+        "grpc": ("OIP gRPC", options.grpc_port),
+        "omi": ("OMI gRPC", options.omi_port),
+    }
     for protocol in options.protocols:
         label, port = names[protocol]
         yield f"{label} on {options.host}:{port}"
@@ -212,13 +223,17 @@ def _http_server(dataplane: Any, options: ServeOptions) -> Any:
         http="httptools",
         lifespan="off",
         access_log=False,
+        # Nothing here reads the client address, so X-Forwarded-* need no per-request rewriting.
+        proxy_headers=False,
         log_level=options.log_level,
         timeout_graceful_shutdown=int(options.graceful_timeout),
     )
     return Server(config)
 
 
-async def _grpc_server(dataplane: Any, options: ServeOptions, port: int, kind: str, shutdown: Callable[[], None]) -> Any:
+async def _grpc_server(
+    dataplane: Any, options: ServeOptions, port: int, kind: str, shutdown: Callable[[], None]
+) -> Any:
     import grpc
 
     limit = options.max_message_bytes

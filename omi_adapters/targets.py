@@ -38,7 +38,9 @@ def load_target(target: str) -> list[Model]:
         found = list(obj) if isinstance(obj, (list, tuple)) else [obj]
         for item in found:
             if not isinstance(item, Model):
-                raise ConfigurationError(f"{target}: '{attr}' is not a model made with @model, got {type(item).__name__}")
+                raise ConfigurationError(
+                    f"{target}: '{attr}' is not a model made with @model, got {type(item).__name__}"
+                )
         return found  # type: ignore[return-value]
     models = [value for value in vars(module).values() if isinstance(value, Model)]
     if not models:

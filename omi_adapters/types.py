@@ -15,20 +15,20 @@ They differ for two datatypes only:
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Union
+from typing import Any
 
 import numpy as np
 
 __all__ = [
+    "ARRAY_DTYPES",
     "DATATYPES",
     "WIRE_DTYPES",
-    "ARRAY_DTYPES",
-    "Parameters",
-    "InputTensor",
-    "RequestedOutput",
     "InferenceRequest",
-    "OutputTensor",
     "InferenceResponse",
+    "InputTensor",
+    "OutputTensor",
+    "Parameters",
+    "RequestedOutput",
 ]
 
 #: Datatype name -> little-endian wire dtype (BYTES has none: it is length-prefixed).
@@ -61,7 +61,7 @@ DATATYPES: tuple[str, ...] = (
     "FP16", "FP32", "FP64", "BYTES", "BF16",
 )  # fmt: skip
 
-ParameterValue = Union[str, int, float, bool]
+ParameterValue = str | int | float | bool
 Parameters = dict[str, ParameterValue]
 
 

@@ -35,7 +35,7 @@ def generate(out: Path) -> list[Path]:
     for path in written:
         text = path.read_text()
         for module in modules:
-            text = re.sub(rf"^import {module} as ", f"from . import {module} as ", text, flags=re.M)
+            text = re.sub(rf"^import {module} as ", f"from . import {module} as ", text, flags=re.MULTILINE)
         path.write_text(text)
     init = out / "__init__.py"
     if not init.exists():

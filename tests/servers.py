@@ -103,7 +103,7 @@ def start(
     ]  # fmt: skip
     environment = {**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}
     # The log goes to a file, not a pipe: a pipe nobody reads would block a chatty server.
-    logfile = tempfile.NamedTemporaryFile("w+", prefix="omi-serve-", suffix=".log")
+    logfile = tempfile.NamedTemporaryFile("w+", prefix="omi-serve-", suffix=".log")  # noqa: SIM115 - lives as long as the server
     proc = subprocess.Popen(command, cwd=ROOT, env=environment, stdout=logfile, stderr=subprocess.STDOUT, text=True)
     served = Served(proc, ports["rest"], ports["grpc"], ports["omi"], tuple(protocols), logfile)
     deadline = time.monotonic() + timeout

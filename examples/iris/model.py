@@ -34,7 +34,9 @@ def train(path: Path = ARTIFACT) -> None:
 @model(
     name="iris",
     version="1",
-    inputs=[Tensor("features", "FP64", [-1, 4], description="sepal length, sepal width, petal length, petal width (cm)")],
+    inputs=[
+        Tensor("features", "FP64", [-1, 4], description="sepal length, sepal width, petal length, petal width (cm)")
+    ],
     outputs=[
         Tensor("probabilities", "FP32", [-1, 3]),
         Tensor("label", "BYTES", [-1]),
@@ -42,7 +44,10 @@ def train(path: Path = ARTIFACT) -> None:
     load="lazy",
     max_batch_size=64,
     author="omi-adapters",
-    description={"summary": "Iris species from flower measurements.", "technical": "LogisticRegression on the iris data set."},
+    description={
+        "summary": "Iris species from flower measurements.",
+        "technical": "LogisticRegression on the iris data set.",
+    },
     resources={"required_ram": "256M", "num_cpus": 0.5},
 )
 class Iris:

@@ -18,7 +18,7 @@ from omi_adapters.codecs.tensors import from_raw, to_raw
 from omi_adapters.errors import InvalidInputError
 from omi_adapters.types import WIRE_DTYPES, InferenceRequest, InferenceResponse, InputTensor
 
-__all__ = ["HEADER", "parse_header_length", "decode_request", "decode_raw_request", "wants_binary", "encode_response"]
+__all__ = ["HEADER", "decode_raw_request", "decode_request", "encode_response", "parse_header_length", "wants_binary"]
 
 #: The HTTP header naming the JSON part's length (lower case, as ASGI servers deliver it).
 HEADER = "inference-header-content-length"
@@ -65,7 +65,9 @@ def _infer_shape(datatype: str, declared: tuple[int, ...], size: int, where: str
     itemsize = WIRE_DTYPES[datatype].itemsize
     variable = [i for i, d in enumerate(declared) if d == -1]
     if len(variable) > 1:
-        raise InvalidInputError(f"{where}: a raw binary request needs at most one variable dimension, shape is {list(declared)}")
+        raise InvalidInputError(
+            f"{where}: a raw binary request needs at most one variable dimension, shape is {list(declared)}"
+        )
     fixed = 1
     for d in declared:
         if d != -1:
@@ -74,7 +76,9 @@ def _infer_shape(datatype: str, declared: tuple[int, ...], size: int, where: str
         return declared
     step = fixed * itemsize
     if step == 0 or size % step:
-        raise InvalidInputError(f"{where}: {size} raw bytes do not fill whole {datatype} rows of shape {list(declared)}")
+        raise InvalidInputError(
+            f"{where}: {size} raw bytes do not fill whole {datatype} rows of shape {list(declared)}"
+        )
     return tuple(size // step if d == -1 else d for d in declared)
 
 
@@ -88,7 +92,9 @@ def wants_binary(request: InferenceRequest) -> dict[str, bool]:
     return {"*": default, **chosen}
 
 
-def encode_response(response: InferenceResponse, binary: dict[str, bool]) -> tuple[list[bytes | memoryview], int | None]:
+def encode_response(
+    response: InferenceResponse, binary: dict[str, bool]
+) -> tuple[list[bytes | memoryview], int | None]:
     """Encode a response; returns the body chunks and the JSON header length (None: JSON only)."""
     default = binary.get("*", False)
     outputs: list[dict[str, Any]] = []
@@ -106,4 +112,3 @@ def encode_response(response: InferenceResponse, binary: dict[str, bool]) -> tup
     if not chunks:
         return [header], None
     return [header, *chunks], len(header)
-

@@ -37,13 +37,13 @@ from omi_adapters.types import (
 
 __all__ = [
     "BinaryReader",
-    "loads",
-    "request_from_dict",
-    "decode_request",
     "data_from_json",
-    "output_to_dict",
-    "response_to_dict",
+    "decode_request",
     "encode_response",
+    "loads",
+    "output_to_dict",
+    "request_from_dict",
+    "response_to_dict",
 ]
 
 _PARAMETER_TYPES = (str, int, float, bool)
@@ -52,7 +52,7 @@ _PARAMETER_TYPES = (str, int, float, bool)
 class BinaryReader:
     """Hands out the binary section of a request, in the order of the tensors in the JSON."""
 
-    __slots__ = ("_view", "_offset")
+    __slots__ = ("_offset", "_view")
 
     def __init__(self, data: bytes | memoryview) -> None:
         self._view = memoryview(data)
@@ -194,7 +194,9 @@ def data_from_json(
         raise InvalidInputError(f"{where}: 'data' is ragged: nested lists of unequal lengths") from None
     # Nested data must follow the shape, except empty data, whose nesting cannot show every dim.
     if array.ndim > 1 and array.shape != shape and array.size + count:
-        raise InvalidInputError(f"{where}: 'data' is nested as {list(array.shape)}, which does not match shape {list(shape)}")
+        raise InvalidInputError(
+            f"{where}: 'data' is nested as {list(array.shape)}, which does not match shape {list(shape)}"
+        )
     if array.size != count:
         raise InvalidInputError(f"{where}: 'data' has {array.size} elements, shape {list(shape)} needs {count}")
     return _numbers(datatype, array, where).reshape(shape)
@@ -238,7 +240,9 @@ def _describe_kind(array: np.ndarray[Any, Any]) -> str:
     return "mixed or out-of-range values"
 
 
-def _bytes_from_json(data: list[Any], shape: tuple[int, ...], count: int, where: str, b64: bool) -> np.ndarray[Any, Any]:
+def _bytes_from_json(
+    data: list[Any], shape: tuple[int, ...], count: int, where: str, b64: bool
+) -> np.ndarray[Any, Any]:
     flat: list[Any] = []
     nested = bool(data) and isinstance(data[0], list)
     if nested:

@@ -18,16 +18,16 @@ from omi_adapters.errors import InvalidInputError
 from omi_adapters.types import ARRAY_DTYPES, WIRE_DTYPES
 
 __all__ = [
-    "check_shape",
-    "element_count",
-    "from_raw",
-    "to_raw",
-    "deserialize_bytes",
-    "serialize_bytes",
     "bf16_to_float32",
-    "float32_to_bf16",
+    "check_shape",
     "coerce_output",
+    "deserialize_bytes",
+    "element_count",
+    "float32_to_bf16",
+    "from_raw",
     "kind_of",
+    "serialize_bytes",
+    "to_raw",
 ]
 
 # Each dimension must fit in a uint64 (interfaces.md §2.3); products past int64 cannot be
@@ -75,9 +75,7 @@ def from_raw(datatype: str, buffer: bytes | memoryview, shape: tuple[int, ...], 
     dtype = WIRE_DTYPES[datatype]
     expected = count * dtype.itemsize
     if len(buffer) != expected:
-        raise InvalidInputError(
-            f"{where}: {datatype} {list(shape)} needs {expected} bytes, got {len(buffer)}"
-        )
+        raise InvalidInputError(f"{where}: {datatype} {list(shape)} needs {expected} bytes, got {len(buffer)}")
     array = np.frombuffer(buffer, dtype=dtype).reshape(shape)
     if datatype == "BOOL" and count and array.view(np.uint8).max() > 1:
         raise InvalidInputError(f"{where}: BOOL bytes must be 0 or 1")
@@ -102,7 +100,7 @@ def to_raw(datatype: str, array: np.ndarray[Any, Any]) -> bytes | memoryview:
         array = array.astype(dtype)
     if array.size == 0:
         return b""
-    return memoryview(np.ascontiguousarray(array).reshape(-1)).cast("B")
+    return memoryview(np.ascontiguousarray(array).reshape(-1)).cast("B")  # type: ignore[arg-type] # numpy 2 arrays are buffers
 
 
 def deserialize_bytes(buffer: bytes | memoryview, count: int, where: str) -> list[bytes]:
@@ -111,9 +109,7 @@ def deserialize_bytes(buffer: bytes | memoryview, count: int, where: str) -> lis
     size = len(view)
     # Each element needs at least its 4-byte length: refuse impossible counts before looping.
     if count * 4 > size:
-        raise InvalidInputError(
-            f"{where}: {count} BYTES elements need at least {count * 4} bytes, got {size}"
-        )
+        raise InvalidInputError(f"{where}: {count} BYTES elements need at least {count * 4} bytes, got {size}")
     items: list[bytes] = []
     offset = 0
     for index in range(count):
@@ -121,15 +117,12 @@ def deserialize_bytes(buffer: bytes | memoryview, count: int, where: str) -> lis
         offset += 4
         if offset + length > size:
             raise InvalidInputError(
-                f"{where}: BYTES element {index} declares {length} bytes, "
-                f"only {size - offset} remain"
+                f"{where}: BYTES element {index} declares {length} bytes, only {size - offset} remain"
             )
         items.append(bytes(view[offset : offset + length]))
         offset += length
     if offset != size:
-        raise InvalidInputError(
-            f"{where}: {size - offset} bytes left over after {count} BYTES elements"
-        )
+        raise InvalidInputError(f"{where}: {size - offset} bytes left over after {count} BYTES elements")
     return items
 
 

@@ -53,11 +53,17 @@ JSON_CASES = [
     (req(x(datatype="INT8", data=[-129, 0])), "value -129 is out of range for INT8"),
     (req(x(datatype="UINT64", data=[-1, 0])), "value -1 is out of range for UINT64"),
     (req(x(datatype="INT32", data=[1, None])), "INT32 data must be integers, got mixed"),
-    (b'{"inputs":[{"name":"X","datatype":"UINT64","shape":[2],"data":[18446744073709551616,0]}]}', "UINT64 data must be integers, got floating-point"),
+    (
+        b'{"inputs":[{"name":"X","datatype":"UINT64","shape":[2],"data":[18446744073709551616,0]}]}',
+        "UINT64 data must be integers, got floating-point",
+    ),
     (req(x(datatype="BOOL", data=[1, 0])), "BOOL data must be true/false, got integers"),
     (req(x(datatype="BYTES", data=["a", 1])), "BYTES elements must be strings, element 1 is the number 1"),
     (req(x(datatype="BYTES", shape=[2, 1], data=[["a"], ["b", "c"]])), "nested 'data' does not match shape"),
-    (req(x(datatype="BYTES", data=["@@", "YQ=="], parameters={"content_type": "base64"})), "element 0 is not valid base64"),
+    (
+        req(x(datatype="BYTES", data=["@@", "YQ=="], parameters={"content_type": "base64"})),
+        "element 0 is not valid base64",
+    ),
     (req(x(parameters=[1])), "input 'X': 'parameters' must be an object, got a list"),
     (req(x(parameters={"a": {"b": 1}})), "parameter 'a' must be a string, number or boolean, got an object"),
     (req(bin_input(8)), "binary_data_size is set but the request has no binary data"),
@@ -84,10 +90,22 @@ BINARY_CASES = [
     (binary_body({"inputs": [bin_input(-1)]}, b""), "binary_data_size must be a non-negative integer"),
     (binary_body({"inputs": [bin_input(8, data=[1, 2])]}, b"\0" * 8), "has both 'data' and binary_data_size"),
     (binary_body({"inputs": [bin_input(2, datatype="BOOL")]}, b"\x01\x02"), "BOOL bytes must be 0 or 1"),
-    (binary_body({"inputs": [bin_input(4, datatype="BYTES", shape=[1])]}, struct.pack("<I", 9)), "BYTES element 0 declares 9 bytes, only 0 remain"),
-    (binary_body({"inputs": [bin_input(4, datatype="BYTES", shape=[2])]}, struct.pack("<I", 0)), "2 BYTES elements need at least 8 bytes, got 4"),
-    (binary_body({"inputs": [bin_input(6, datatype="BYTES", shape=[1])]}, struct.pack("<I", 1) + b"ab"), "1 bytes left over after 1 BYTES elements"),
-    (binary_body({"inputs": [bin_input(8, shape=[100000000, 100000000])]}, b"\0" * 8), "needs 40000000000000000 bytes, got 8"),
+    (
+        binary_body({"inputs": [bin_input(4, datatype="BYTES", shape=[1])]}, struct.pack("<I", 9)),
+        "BYTES element 0 declares 9 bytes, only 0 remain",
+    ),
+    (
+        binary_body({"inputs": [bin_input(4, datatype="BYTES", shape=[2])]}, struct.pack("<I", 0)),
+        "2 BYTES elements need at least 8 bytes, got 4",
+    ),
+    (
+        binary_body({"inputs": [bin_input(6, datatype="BYTES", shape=[1])]}, struct.pack("<I", 1) + b"ab"),
+        "1 bytes left over after 1 BYTES elements",
+    ),
+    (
+        binary_body({"inputs": [bin_input(8, shape=[100000000, 100000000])]}, b"\0" * 8),
+        "needs 40000000000000000 bytes, got 8",
+    ),
     ((b"[" + b"\0" * 8, 1), "the JSON header .* is not valid JSON"),
 ]
 
@@ -139,6 +157,13 @@ def test_raw_binary_request_for_one_input_model() -> None:
 
 
 def test_json_carries_id_and_parameters() -> None:
-    request = oip_json.decode_request(req(x(), id="abc", parameters={"binary_data_output": True}, outputs=[{"name": "Y", "parameters": {"binary_data": False}}]))
+    request = oip_json.decode_request(
+        req(
+            x(),
+            id="abc",
+            parameters={"binary_data_output": True},
+            outputs=[{"name": "Y", "parameters": {"binary_data": False}}],
+        )
+    )
     assert request.id == "abc" and request.parameters == {"binary_data_output": True}
     assert binary.wants_binary(request) == {"*": True, "Y": False}

@@ -25,7 +25,9 @@ def arrays(draw, datatype: str | None = None):
         return datatype, array.reshape(shape)
     if datatype == "BF16":
         finite = st.floats(-(2.0**126), 2.0**126, width=32)
-        return datatype, tensors.bf16_to_float32(tensors.float32_to_bf16(draw(hnp.arrays(np.float32, shape, elements=finite))))
+        return datatype, tensors.bf16_to_float32(
+            tensors.float32_to_bf16(draw(hnp.arrays(np.float32, shape, elements=finite)))
+        )
     dtype = ARRAY_DTYPES[datatype]
     elements = None
     if dtype.kind == "f":  # JSON has no NaN or infinity

@@ -53,7 +53,9 @@ def test_parameter_that_is_not_an_input() -> None:
 def test_input_without_parameter() -> None:
     with pytest.raises(ConfigurationError, match="declared input 'W' has no parameter"):
 
-        @model(name="m", inputs=[Tensor("X", "FP32", [1]), Tensor("W", "FP32", [1])], outputs=[Tensor("Y", "FP32", [1])])
+        @model(
+            name="m", inputs=[Tensor("X", "FP32", [1]), Tensor("W", "FP32", [1])], outputs=[Tensor("Y", "FP32", [1])]
+        )
         def m(X):
             return X
 
@@ -68,15 +70,17 @@ def test_kwargs_take_any_input_names() -> None:
 
 def test_duplicate_names() -> None:
     with pytest.raises(ConfigurationError, match="duplicate tensor name 'X'"):
-        model(name="m", inputs=[Tensor("X", "FP32", [1]), Tensor("X", "FP32", [1])], outputs=[Tensor("Y", "FP32", [1])])(
-            lambda X: X
-        )
+        model(
+            name="m", inputs=[Tensor("X", "FP32", [1]), Tensor("X", "FP32", [1])], outputs=[Tensor("Y", "FP32", [1])]
+        )(lambda X: X)
 
 
 def test_one_array_for_two_outputs_is_refused() -> None:
     with pytest.raises(ConfigurationError, match="returns one array, but 2 outputs"):
 
-        @model(name="m", inputs=[Tensor("X", "FP32", [1])], outputs=[Tensor("A", "FP32", [1]), Tensor("B", "FP32", [1])])
+        @model(
+            name="m", inputs=[Tensor("X", "FP32", [1])], outputs=[Tensor("A", "FP32", [1]), Tensor("B", "FP32", [1])]
+        )
         def m(X) -> np.ndarray:
             return X
 
@@ -89,7 +93,9 @@ class Out(TypedDict):
 def test_typeddict_keys_must_be_the_outputs() -> None:
     with pytest.raises(ConfigurationError, match=r"keys \['A', 'C'\], but the outputs are \['A', 'B'\]"):
 
-        @model(name="m", inputs=[Tensor("X", "FP32", [1])], outputs=[Tensor("A", "FP32", [1]), Tensor("B", "FP32", [1])])
+        @model(
+            name="m", inputs=[Tensor("X", "FP32", [1])], outputs=[Tensor("A", "FP32", [1]), Tensor("B", "FP32", [1])]
+        )
         def m(X) -> Out:
             return {"A": X, "C": X}
 
@@ -123,6 +129,7 @@ def test_class_needs_predict() -> None:
 
 
 # --- requests ------------------------------------------------------------------------------
+
 
 def test_bind_inputs_checks_datatype_and_shape() -> None:
     adder = make_adder()
@@ -159,6 +166,7 @@ def test_check_outputs() -> None:
 
 
 # --- loading -------------------------------------------------------------------------------
+
 
 def counting_class(load="lazy", fail=False, delay=0.0):
     calls = {"load": 0}

@@ -16,7 +16,7 @@ from omi_adapters.errors import ConfigurationError, PredictError
 from omi_adapters.types import InferenceRequest, InputTensor
 
 
-def _where_model(name: str, **options: object):  # noqa: ANN202 - returns a decorated Model
+def _where_model(name: str, **options: object):
     @model(name=name, inputs=[Tensor("X", "INT32", [1])], outputs=[Tensor("THREAD", "BYTES", [1])], **options)
     def where(X: np.ndarray) -> np.ndarray:
         return np.array([threading.current_thread().name.encode()], dtype=object)

@@ -11,9 +11,7 @@ HEAVY = ["fastapi", "starlette", "pydantic", "grpc", "google.protobuf", "mangum"
 
 def test_import_loads_no_framework() -> None:
     code = (
-        "import sys, json, omi_adapters\n"
-        "from omi_adapters import model, Tensor\n"
-        "print(json.dumps(sorted(sys.modules)))"
+        "import sys, json, omi_adapters\nfrom omi_adapters import model, Tensor\nprint(json.dumps(sorted(sys.modules)))"
     )
     out = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True).stdout
     loaded = set(json.loads(out))

@@ -12,7 +12,7 @@ import numpy as np
 from omi_adapters import DATATYPES, Tensor, model
 
 
-def _identity(datatype: str):  # noqa: ANN202
+def _identity(datatype: str):
     @model(
         name=f"echo_{datatype.lower()}",
         inputs=[Tensor("IN", datatype, [-1])],

@@ -26,7 +26,9 @@ def _slow_request(seconds: float) -> dict:
 def test_in_flight_requests_survive_sigterm_and_exit_is_0() -> None:
     with serve(f"{MODELS}:slow", protocols=("rest", "grpc")) as srv:
         with concurrent.futures.ThreadPoolExecutor(2) as pool:
-            rest = pool.submit(httpx.post, f"http://{srv.http_url}/v2/models/slow/infer", json=_slow_request(1.5), timeout=30)
+            rest = pool.submit(
+                httpx.post, f"http://{srv.http_url}/v2/models/slow/infer", json=_slow_request(1.5), timeout=30
+            )
 
             def grpc_call() -> service_pb2.ModelInferResponse:
                 with grpc.insecure_channel(srv.grpc_url) as channel:

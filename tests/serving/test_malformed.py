@@ -77,7 +77,9 @@ def http(server: Served) -> httpx.Client:
         yield c
 
 
-@pytest.mark.parametrize(("path", "headers", "body", "status", "words"), [c[1:] for c in REST_CASES], ids=[c[0] for c in REST_CASES])
+@pytest.mark.parametrize(
+    ("path", "headers", "body", "status", "words"), [c[1:] for c in REST_CASES], ids=[c[0] for c in REST_CASES]
+)
 def test_rest_rejects(http: httpx.Client, path: str, headers: dict, body: bytes, status: int, words: str) -> None:
     response = http.post(f"/v2/models/{path}/infer", content=body, headers=headers)
     assert response.status_code == status, response.text
@@ -144,7 +146,10 @@ def stub(server: Served) -> service_pb2_grpc.GRPCInferenceServiceStub:
 
 @pytest.mark.parametrize(("request_", "code", "words"), [c[1:] for c in GRPC_CASES], ids=[c[0] for c in GRPC_CASES])
 def test_grpc_rejects(
-    stub: service_pb2_grpc.GRPCInferenceServiceStub, request_: service_pb2.ModelInferRequest, code: grpc.StatusCode, words: str
+    stub: service_pb2_grpc.GRPCInferenceServiceStub,
+    request_: service_pb2.ModelInferRequest,
+    code: grpc.StatusCode,
+    words: str,
 ) -> None:
     with pytest.raises(grpc.RpcError) as info:
         stub.ModelInfer(request_, timeout=30)

@@ -10,7 +10,9 @@ from tests.conftest import ROOT
 
 
 def test_generated_code_matches_protos(tmp_path: Path) -> None:
-    subprocess.run([sys.executable, "scripts/gen_protos.py", "--out", str(tmp_path)], cwd=ROOT, check=True, capture_output=True)
+    subprocess.run(
+        [sys.executable, "scripts/gen_protos.py", "--out", str(tmp_path)], cwd=ROOT, check=True, capture_output=True
+    )
     committed = ROOT / "omi_adapters" / "protos"
     generated = sorted(p.name for p in tmp_path.iterdir() if p.name != "__init__.py")
     assert generated, "no code generated"

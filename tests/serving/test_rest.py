@@ -137,9 +137,7 @@ def test_requested_outputs_only(client: httpclient.InferenceServerClient) -> Non
         ("adder", {"inputs": [{"name": "X", "datatype": "INT32", "shape": [2, 3], "data": [1] * 6}]}, 400, "INT32"),
     ],
 )
-def test_errors_have_status_and_message(
-    http: httpx.Client, model: str, body: dict, status: int, message: str
-) -> None:
+def test_errors_have_status_and_message(http: httpx.Client, model: str, body: dict, status: int, message: str) -> None:
     response = http.post(f"/v2/models/{model}/infer", json=body)
     assert response.status_code == status, response.text
     error = response.json()["error"]

@@ -85,7 +85,7 @@ def build_config(
 
 def to_text(config: Any) -> str:
     """``config.pbtxt`` text of a ``ModelConfig`` (protobuf text format)."""
-    from google.protobuf import text_format  # type: ignore[import-untyped]
+    from google.protobuf import text_format
 
     return str(text_format.MessageToString(config))
 
