@@ -1,11 +1,13 @@
-"""Benchmark ``omi serve`` (REST) against a bare Starlette route in one run, on this machine.
+"""Benchmark ``omi serve`` against the bare transport in one run, on this machine: REST against a
+bare Starlette route on uvicorn, gRPC against a bare ``grpc.aio`` handler.
 
 The server runs on core 0 and the load generator on core 1 (where there are two). Latency is
 the p50 with one request in flight; throughput is requests/s with 16 in flight. The targets
 (serving issue): latency <= 1.1x the baseline, throughput >= 0.8x, for the bundled example
 (``examples/adder.py``, whose predict runs on the event loop). The same model with predict in the
 thread pool is measured too, for information: the thread hand-off is the price of a predict that
-may block. Results go to ``bench/results.json``; the exit code is 1 when a target is missed.
+may block. gRPC ratios are recorded without a target yet. Results go to ``bench/results.json``;
+the exit code is 1 when a REST target is missed.
 """
 
 from __future__ import annotations
@@ -51,48 +53,65 @@ def _wait(port: int, proc: subprocess.Popen[bytes]) -> None:
     raise SystemExit("server did not start")
 
 
-def measure(name: str, command: list[str], port: int, seconds: float) -> dict[str, float]:
+def measure(name: str, command: list[str], port: int, load: list[str], seconds: float) -> dict[str, float]:
+    """Start ``command`` on core 0, then run ``load`` (a load generator taking the number in
+    flight and the seconds) on core 1 with 1 and with 16 in flight."""
     proc = subprocess.Popen(_pinned(0) + command, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         _wait(port, proc)
-        load = [*_pinned(1), sys.executable, str(HERE / "load.py"), "127.0.0.1", str(port), PATH, BODY]
-        latency = json.loads(subprocess.check_output([*load, "1", str(seconds)]))
-        throughput = json.loads(subprocess.check_output([*load, "16", str(seconds)]))
+        load = [*_pinned(1), sys.executable, *load]
+        latency = json.loads(subprocess.check_output([*load, "1", str(seconds)], cwd=ROOT))
+        throughput = json.loads(subprocess.check_output([*load, "16", str(seconds)], cwd=ROOT))
     finally:
         proc.terminate()
         proc.wait(30)
     result = {"p50_us": latency["p50_us"], "p99_us": latency["p99_us"], "rps_16": throughput["rps"]}
     print(
-        f"{name:>10}: p50 {result['p50_us']:7.0f} us   p99 {result['p99_us']:7.0f} us   {result['rps_16']:8.0f} req/s at 16 in flight"
+        f"{name:>22}: p50 {result['p50_us']:7.0f} us   p99 {result['p99_us']:7.0f} us   "
+        f"{result['rps_16']:8.0f} req/s at 16 in flight"
     )
     return result
 
 
-def _serve(target: str, port: int) -> list[str]:
+def _serve(target: str, protocol: str) -> list[str]:
     return [sys.executable, "-m", "omi_adapters.cli", "serve", target, "--host", "127.0.0.1",
-            "--http-port", str(port), "--protocols", "rest", "--log-level", "warning"]  # fmt: skip
+            f"--{'http' if protocol == 'rest' else 'grpc'}-port", "{port}", "--protocols", protocol,
+            "--log-level", "warning"]  # fmt: skip
+
+
+def _ratios(served: dict[str, float], baseline: dict[str, float]) -> dict[str, float]:
+    return {"latency": served["p50_us"] / baseline["p50_us"], "throughput": served["rps_16"] / baseline["rps_16"]}
 
 
 def main() -> int:
     seconds = float(os.environ.get("BENCH_SECONDS", "5"))
-    port = _free_port()
-    baseline = measure("baseline", [sys.executable, str(HERE / "baseline.py"), str(port)], port, seconds)
-    omi = measure("omi serve", _serve("examples/adder.py", port := _free_port()), port, seconds)
-    threaded = measure("in thread", _serve("bench/threaded_adder.py", port := _free_port()), port, seconds)
-    ratios = {"latency": omi["p50_us"] / baseline["p50_us"], "throughput": omi["rps_16"] / baseline["rps_16"]}
-    ok = ratios["latency"] <= TARGETS["latency_ratio_max"] and ratios["throughput"] >= TARGETS["throughput_ratio_min"]
-    print(
-        f"    ratios: latency {ratios['latency']:.2f}x (<= 1.1)   throughput {ratios['throughput']:.2f}x (>= 0.8)   {'met' if ok else 'MISSED'}"
-    )
-    record = {
-        "date": time.strftime("%Y-%m-%d"),
-        "seconds": seconds,
-        "baseline": baseline,
-        "omi_serve": omi,
-        "omi_serve_predict_in_thread": threaded,
-        "ratios": ratios,
-        "targets": TARGETS,
+    rest = [str(HERE / "load.py"), "127.0.0.1", "{port}", PATH, BODY]
+    grpc = [str(HERE / "grpc_load.py"), "127.0.0.1:{port}"]
+    runs = {
+        "rest_baseline": ([sys.executable, str(HERE / "baseline.py"), "{port}"], rest),
+        "rest_omi_serve": (_serve("examples/adder.py", "rest"), rest),
+        "rest_predict_in_thread": (_serve("bench/threaded_adder.py", "rest"), rest),
+        "grpc_baseline": ([sys.executable, str(HERE / "grpc_baseline.py"), "{port}"], grpc),
+        "grpc_omi_serve": (_serve("examples/adder.py", "grpc"), grpc),
     }
+    results = {}
+    for name, (command, load) in runs.items():
+        port = _free_port()
+        command, load = ([part.replace("{port}", str(port)) for part in parts] for parts in (command, load))
+        results[name] = measure(name.replace("_", " "), command, port, load, seconds)
+    ratios = {
+        "rest": _ratios(results["rest_omi_serve"], results["rest_baseline"]),
+        "grpc": _ratios(results["grpc_omi_serve"], results["grpc_baseline"]),
+    }
+    rest_ratios = ratios["rest"]
+    ok = (
+        rest_ratios["latency"] <= TARGETS["latency_ratio_max"]
+        and rest_ratios["throughput"] >= TARGETS["throughput_ratio_min"]
+    )
+    for protocol, ratio in ratios.items():
+        print(f"{protocol:>5} ratios: latency {ratio['latency']:.2f}x   throughput {ratio['throughput']:.2f}x")
+    print(f"REST targets (latency <= 1.1x, throughput >= 0.8x): {'met' if ok else 'MISSED'}")
+    record = {"date": time.strftime("%Y-%m-%d"), "seconds": seconds, **results, "ratios": ratios, "targets": TARGETS}
     (HERE / "results.json").write_text(json.dumps(record, indent=2) + "\n")
     return 0 if ok else 1
 

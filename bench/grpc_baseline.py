@@ -1,0 +1,41 @@
+"""The gRPC baseline: a bare ``grpc.aio`` server on uvloop (as ``omi serve`` runs it) whose
+``inference.GRPCInferenceService/ModelInfer`` answers every call with a fixed, pre-serialized
+reply. It parses nothing and runs no model: the limit of grpcio that ``omi serve`` is held to."""
+
+from __future__ import annotations
+
+import sys
+
+import grpc
+import numpy as np
+import uvloop
+
+from omi_adapters.protos import open_inference_grpc_pb2 as pb
+
+REPLY = pb.ModelInferResponse(
+    model_name="adder",
+    model_version="1",
+    outputs=[pb.ModelInferResponse.InferOutputTensor(name="Y", datatype="FP32", shape=[1, 4])],
+    raw_output_contents=[np.array([2, 3, 4, 5], dtype=np.float32).tobytes()],
+).SerializeToString()
+
+
+async def infer(request: bytes, context: grpc.aio.ServicerContext[bytes, bytes]) -> bytes:
+    return REPLY
+
+
+async def main(port: int) -> None:
+    server = grpc.aio.server()
+    handler: grpc.RpcMethodHandler[bytes, bytes] = grpc.unary_unary_rpc_method_handler(
+        infer
+    )  # no (de)serializers: bytes in, bytes out
+    server.add_generic_rpc_handlers(
+        [grpc.method_handlers_generic_handler("inference.GRPCInferenceService", {"ModelInfer": handler})]
+    )
+    server.add_insecure_port(f"127.0.0.1:{port}")
+    await server.start()
+    await server.wait_for_termination()
+
+
+if __name__ == "__main__":
+    uvloop.run(main(int(sys.argv[1])))
