@@ -143,7 +143,10 @@ class ModzyModelServicer(pb_grpc.ModzyModelServicer):
             items = await loop.run_in_executor(self._dataplane.executor, self._decode, request, results)
         else:
             items = self._decode(request, results)
-        await asyncio.gather(*(self._run_chunk(chunk, results) for chunk in self._chunks(items)))
+        # One chunk after another: the run timeout bounds each predict call (§1.4, "per-item
+        # inference deadline"), so a chunk must not spend it queued behind this Run's own others.
+        for chunk in self._chunks(items):
+            await self._run_chunk(chunk, results)
         return _run_response(results, notes)
 
     def _decode(self, request: pb.RunRequest, results: list[pb.OutputItem | None]) -> list[Item]:
@@ -186,7 +189,8 @@ class ModzyModelServicer(pb_grpc.ModzyModelServicer):
         except OmiError as exc:
             if len(chunk) > 1:
                 # Which item broke the batch is unknown: run each alone so only it fails.
-                await asyncio.gather(*(self._run_chunk([item], results) for item in chunk))
+                for item in chunk:
+                    await self._run_chunk([item], results)
                 return
             results[chunk[0][0]] = _failure(str(exc))
             return

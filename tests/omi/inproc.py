@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -34,11 +35,12 @@ def fresh(model: Model) -> Model:
 
 
 @contextmanager
-def serve_in_process(*models: Model, name: str | None = None) -> Iterator[Served]:
+def serve_in_process(*models: Model, name: str | None = None, workers: int | None = None) -> Iterator[Served]:
     loop = asyncio.new_event_loop()
     thread = threading.Thread(target=loop.run_forever, daemon=True)
     thread.start()
-    dataplane = DataPlane([fresh(m) for m in models])
+    executor = concurrent.futures.ThreadPoolExecutor(workers, thread_name_prefix="omi-test-predict")
+    dataplane = DataPlane([fresh(m) for m in models], executor=executor)
     dataplane.start()
     shutdowns: list[int] = []
 
@@ -59,3 +61,5 @@ def serve_in_process(*models: Model, name: str | None = None) -> Iterator[Served
         loop.call_soon_threadsafe(loop.stop)
         thread.join(10)
         loop.close()
+        # Without waiting: a predict that outlived its run timeout may still be sleeping.
+        executor.shutdown(wait=False, cancel_futures=True)

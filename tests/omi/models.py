@@ -77,6 +77,17 @@ def slow(X: np.ndarray) -> np.ndarray:
 
 
 @model(
+    name="steady",
+    inputs=[Tensor("X", "FP32", [-1])],
+    outputs=[Tensor("Y", "FP32", [-1])],
+    timeouts={"run": "300ms"},
+)
+def steady(X: np.ndarray) -> np.ndarray:
+    time.sleep(0.06)  # well within the run timeout, but more than it when queued behind several others
+    return X
+
+
+@model(
     name="drifty",
     inputs=[Tensor("X", "FP32", [-1, 2]), Tensor("detect_drift", "BOOL", [-1], optional=True)],
     outputs=[Tensor("Y", "FP32", [-1, 2]), Tensor("drift", "FP32", [-1])],

@@ -189,6 +189,14 @@ def test_the_run_timeout_fails_slow_items_only() -> None:
         assert errors(reply) == [None, "model 'slow' did not answer within its run timeout (200ms)"]
 
 
+def test_the_run_timeout_is_per_item_not_for_the_wait_behind_the_others() -> None:
+    # 12 items of 60 ms on 2 threads would take 360 ms if queued at once: past the 300 ms timeout.
+    with serve_in_process(models.steady, workers=2) as srv:
+        reply = srv.stub.Run(pb.RunRequest(inputs=items(*({"X": f"[{i}]".encode()} for i in range(12)))), timeout=30)
+        assert errors(reply) == [None] * 12
+        assert [orjson.loads(o.output["Y"]) for o in reply.outputs] == [[i] for i in range(12)]
+
+
 def test_the_status_timeout_bounds_loading() -> None:
     with serve_in_process(models.Sluggish) as srv:
         reply = srv.stub.Status(pb.StatusRequest(), timeout=10)
