@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import base64
 import io
+import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -161,10 +162,32 @@ class InputFile:
     def _from_npy(self, data: bytes) -> np.ndarray[Any, Any]:
         where = f"input file '{self.spec.name}'"
         try:
+            _check_npy_size(data)
             array = np.load(io.BytesIO(data), allow_pickle=False)
         except (ValueError, OSError, EOFError) as exc:
             raise InvalidInputError(f"{where} is not a readable .npy file: {exc}") from None
         return _cast(self.spec.datatype, array, where)
+
+
+def _check_npy_size(data: bytes) -> None:
+    """Refuse a ``.npy`` whose header claims more data than the file holds.
+
+    ``np.load`` from memory allocates the claimed array before reading it: a few bytes of
+    header could otherwise ask for terabytes (a MemoryError) or gigabytes of address space.
+    """
+    stream = io.BytesIO(data)
+    version = np.lib.format.read_magic(stream)
+    # Versions 2.0 and 3.0 share the header layout; 3.0 only allows UTF-8 in field names.
+    read = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+    shape, _, dtype = read(stream)
+    if dtype.hasobject:
+        return  # np.load refuses it without unpickling
+    claimed = math.prod(shape) * dtype.itemsize
+    held = len(data) - stream.tell()
+    if claimed > held:
+        raise ValueError(
+            f"its header claims {dtype} {list(shape)} ({claimed} bytes), but it holds {held} bytes of data"
+        )
 
 
 def _nesting(doc: Any) -> tuple[int, ...]:

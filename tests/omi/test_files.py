@@ -93,6 +93,16 @@ def test_integer_npy_files_are_range_checked_and_never_unpickled() -> None:
         InputFile(TEXT, batched=False).decode(npy(np.array([b"x", None], dtype=object)))
 
 
+@pytest.mark.parametrize("shape", [(10**12,), (3,)], ids=["terabytes", "three"])
+def test_a_npy_header_claiming_more_than_the_file_holds_is_refused(shape: tuple[int, ...]) -> None:
+    header = io.BytesIO()
+    np.lib.format.write_array_header_1_0(header, {"descr": "<f8", "fortran_order": False, "shape": shape})
+    with pytest.raises(
+        InvalidInputError, match=rf"claims float64 \[{shape[0]}\] \({shape[0] * 8} bytes\), but it holds 16"
+    ):
+        InputFile(MATRIX, batched=False).decode(header.getvalue() + bytes(16))
+
+
 def test_one_element_bytes_inputs_take_raw_files_and_json() -> None:
     file = InputFile(TEXT, batched=True)
     assert file.media_types == (JSON, NPY, OCTET_STREAM)
