@@ -73,6 +73,7 @@ def test_rest_service_passes_strict_schema_and_admission(tmp_path: Path, schema:
     assert annotations["autoscaling.knative.dev/min-scale"] == "0"
     assert annotations["autoscaling.knative.dev/max-scale"] == "10"
     assert annotations["autoscaling.knative.dev/target"] == "10"
+    assert "serving.knative.dev/progress-deadline" not in annotations  # the default 600 s covers 60 s
 
 
 def test_grpc_service_uses_h2c_and_tcp_probes(tmp_path: Path, schema: dict[str, Any]) -> None:
@@ -97,7 +98,14 @@ def test_resources_probe_and_timeout_follow_the_omi_metadata(tmp_path: Path, sch
         "limits": {"memory": "2Gi", "nvidia.com/gpu": "1"},
     }
     startup = c["startupProbe"]
-    assert startup["periodSeconds"] * startup["failureThreshold"] >= 300  # timeouts.status = 5m
+    budget = startup["periodSeconds"] * startup["failureThreshold"]
+    assert budget >= 300  # timeouts.status = 5m
+    # Knative would fail the revision at its default 600 s progress deadline, before the image is
+    # pulled and the probe's whole budget spent: the deadline covers both.
+    deadline = service["spec"]["template"]["metadata"]["annotations"]["serving.knative.dev/progress-deadline"]
+    assert deadline.endswith("s") and int(deadline[:-1]) >= budget + 300
+    isvc = load(out / "inferenceservice.yaml")
+    assert isvc["metadata"]["annotations"]["serving.knative.dev/progress-deadline"] == deadline
     spec = service["spec"]["template"]["spec"]
     assert spec["timeoutSeconds"] >= 90 and spec["containerConcurrency"] == 4
     annotations = service["spec"]["template"]["metadata"]["annotations"]

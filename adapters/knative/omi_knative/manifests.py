@@ -29,6 +29,11 @@ STARTUP_PERIOD_SECONDS = 2
 STARTUP_MARGIN_SECONDS = 30
 #: Added to the declared run timeout for the request timeout (queueing, transfer).
 REQUEST_MARGIN_SECONDS = 10
+#: Knative's default progress-deadline (config-deployment): a revision that is not ready by then
+#: fails, whatever its startup probe still allows.
+DEFAULT_PROGRESS_DEADLINE_SECONDS = 600
+#: What the progress deadline must cover besides the startup probe: scheduling, pulling the image.
+PULL_MARGIN_SECONDS = 300
 
 
 @dataclass(frozen=True)
@@ -67,6 +72,7 @@ def knative_service(models: Sequence[Model], deployment: Deployment) -> dict[str
         "autoscaling.knative.dev/target": _format_number(_target(deployment)),
         "autoscaling.knative.dev/min-scale": str(deployment.min_scale),
         "autoscaling.knative.dev/max-scale": str(deployment.max_scale),
+        **_progress_deadline(models),
     }
     return {
         "apiVersion": "serving.knative.dev/v1",
@@ -109,7 +115,8 @@ def inference_service(models: Sequence[Model], deployment: Deployment) -> dict[s
         "metadata": {
             "name": deployment.name,
             "labels": _labels(models),
-            "annotations": {"serving.kserve.io/deploymentMode": "Serverless"},
+            # KServe copies these onto the Knative revision it makes of the predictor.
+            "annotations": {"serving.kserve.io/deploymentMode": "Serverless", **_progress_deadline(models)},
         },
         "spec": {"predictor": predictor},
     }
@@ -125,12 +132,25 @@ def _container(models: Sequence[Model], deployment: Deployment, *, name: str) ->
         "readinessProbe": _probe(deployment, period=None),
         "startupProbe": {
             **_probe(deployment, period=STARTUP_PERIOD_SECONDS),
-            "failureThreshold": math.ceil((load_seconds(models) + STARTUP_MARGIN_SECONDS) / STARTUP_PERIOD_SECONDS),
+            "failureThreshold": _startup_failures(models),
         },
     }
     if deployment.env:
         container["env"] = [{"name": key, "value": value} for key, value in deployment.env]
     return container
+
+
+def _startup_failures(models: Sequence[Model]) -> int:
+    return math.ceil((load_seconds(models) + STARTUP_MARGIN_SECONDS) / STARTUP_PERIOD_SECONDS)
+
+
+def _progress_deadline(models: Sequence[Model]) -> dict[str, str]:
+    # Knative fails a revision at its progress deadline even while the startup probe may still
+    # pass; raise the deadline only where the default would cut a slow model's load short.
+    needed = _startup_failures(models) * STARTUP_PERIOD_SECONDS + PULL_MARGIN_SECONDS
+    if needed <= DEFAULT_PROGRESS_DEADLINE_SECONDS:
+        return {}
+    return {"serving.knative.dev/progress-deadline": f"{needed}s"}
 
 
 def _probe(deployment: Deployment, period: int | None) -> dict[str, Any]:
