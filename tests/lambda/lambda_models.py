@@ -1,4 +1,4 @@
-"""Models for the Lambda tests: one that fails, one that counts its loads, one that answers big."""
+"""Models for the Lambda tests: one that fails, one that counts its loads, some that answer big."""
 
 from __future__ import annotations
 
@@ -41,3 +41,13 @@ Counter = new_counter()
 @model(name="big", inputs=[Tensor("N", "INT64", [1])], outputs=[Tensor("Y", "UINT8", [-1])])
 def big(N: np.ndarray) -> np.ndarray:
     return np.zeros(int(N[0]), dtype=np.uint8)
+
+
+@model(name="tenths", inputs=[Tensor("N", "INT64", [1])], outputs=[Tensor("Y", "FP32", [-1])])
+def tenths(N: np.ndarray) -> np.ndarray:
+    return np.full(int(N[0]), 0.1, dtype=np.float32)
+
+
+@model(name="letters", inputs=[Tensor("N", "INT64", [1])], outputs=[Tensor("Y", "BYTES", [-1])])
+def letters(N: np.ndarray) -> np.ndarray:
+    return np.full(int(N[0]), b"a", dtype=object)

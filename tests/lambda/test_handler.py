@@ -127,6 +127,43 @@ def test_a_direct_response_over_6_mb_is_an_error_object(make_handler: Any) -> No
     assert answer["outputs"][0]["data"] == [0, 0, 0]
 
 
+def _sent_size(answer: dict[str, Any]) -> int:
+    from awslambdaric.lambda_runtime_marshaller import to_json
+
+    return len(to_json(answer).encode())  # what the runtime sends back to Lambda
+
+
+def test_a_direct_response_is_measured_as_the_runtime_encodes_it(make_handler: Any) -> None:
+    from omi_lambda.function import PAYLOAD_LIMIT
+
+    handler = make_handler(lambda_models.tenths)
+    # 1.3 million float32 0.1: 5.2 MB as compact JSON, 6.5 MB as the runtime writes it.
+    answer = handler({"inputs": [{"name": "N", "datatype": "INT64", "shape": [1], "data": [1_300_000]}]})
+    assert answer.get("status_code") == 413 and "exceeds Lambda's limit" in answer["error"]
+    answer = handler({"inputs": [{"name": "N", "datatype": "INT64", "shape": [1], "data": [1_000_000]}]})
+    data = answer["outputs"][0]["data"]
+    assert len(data) == 1_000_000 and data[0] == 0.1  # written as the REST API writes float32 0.1
+    assert _sent_size(answer) <= PAYLOAD_LIMIT
+
+
+def test_an_http_response_is_measured_with_its_escaped_body(make_handler: Any, events_dir: Path) -> None:
+    from omi_lambda.function import PAYLOAD_LIMIT
+
+    handler = make_handler(lambda_models.letters)
+
+    def ask(n: int) -> dict[str, Any]:
+        request = {"inputs": [{"name": "N", "datatype": "INT64", "shape": [1], "data": [n]}]}
+        return handler(
+            http_event(events_dir, "http-api", "POST", "/v2/models/letters/infer", json.dumps(request).encode())
+        )
+
+    # 1.2 million "a": a 4.8 MB body, whose quotes the runtime escapes into 7.2 MB.
+    answer = ask(1_200_000)
+    assert answer["statusCode"] == 413 and "exceeds Lambda's limit" in json.loads(response_body(answer))["error"]
+    answer = ask(900_000)
+    assert answer["statusCode"] == 200 and _sent_size(answer) <= PAYLOAD_LIMIT
+
+
 def test_snapstart_hooks_load_before_the_snapshot(make_handler: Any, caplog: Any) -> None:
     from awslambdaric import lambda_runtime_hooks_runner
 

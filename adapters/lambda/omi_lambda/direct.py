@@ -12,11 +12,11 @@ the caller as a Lambda function error with a traceback instead of a clear messag
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 from collections.abc import Mapping
 from typing import Any
 
-import numpy as np
 import orjson
 
 from omi_adapters.codecs import oip_json
@@ -47,8 +47,11 @@ def invoke(
         name, version = _model_of(dataplane, event)
         request = oip_json.request_from_dict(dict(event))
         response = loop.run_until_complete(dataplane.infer(name, version, request))
-        obj = oip_json.response_to_dict(response)
-        size = len(orjson.dumps(obj, option=orjson.OPT_SERIALIZE_NUMPY))
+        compact = orjson.dumps(oip_json.response_to_dict(response), option=orjson.OPT_SERIALIZE_NUMPY)
+        # Plain Python values for the runtime's encoder, with the numbers written as the REST
+        # API writes them (float32 0.1 stays 0.1, where ndarray.tolist() gives 0.10000000149011612).
+        obj: dict[str, Any] = orjson.loads(compact)
+        size = _payload_size(obj, len(compact), max_bytes)
         if size > max_bytes:
             raise PayloadTooLargeError(
                 f"the response of {size} bytes exceeds Lambda's limit of {max_bytes} bytes (6 MB); "
@@ -58,12 +61,23 @@ def invoke(
         return error_object(exc, cold)
     except Exception as exc:  # noqa: BLE001 - the last line of defence: an error object, never a traceback
         return internal_error_object(exc, cold)
-    for output in obj["outputs"]:
-        if isinstance(output["data"], np.ndarray):
-            output["data"] = output["data"].tolist()  # the runtime's JSON encoder knows no numpy
     # The response stays a valid $inference_response: the flag goes among its parameters.
     obj["parameters"] = {**obj.get("parameters", {}), "cold_start": cold}
     return obj
+
+
+def _payload_size(obj: Any, compact_size: int, max_bytes: int) -> int:
+    """The size of ``obj`` as the runtime sends it, measured only when it may exceed ``max_bytes``.
+
+    awslambdaric encodes a handler's answer with simplejson's defaults: a space after every
+    ``,`` and ``:``, ``1e-08`` for orjson's ``1e-8``, and before python3.12 ``\\u`` escapes for
+    non-ASCII text. That is at most three times orjson's compact size ``compact_size``, so only
+    answers above a third of the limit are encoded again (by the standard library's ``json``,
+    whose defaults write the same text, ASCII-escaped: the larger of the two forms).
+    """
+    if 3 * compact_size <= max_bytes:
+        return compact_size
+    return len(json.dumps(obj))
 
 
 def error_object(exc: OmiError, cold: bool) -> dict[str, Any]:

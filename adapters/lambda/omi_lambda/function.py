@@ -19,6 +19,7 @@ load durations. Module imports stay what the HTTP path needs: no grpc.
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import os
 import time
@@ -137,10 +138,12 @@ class LambdaFunction:
                 )
                 return self.mangum(_without_body(event), context)
             result = self.mangum(event, context)
-            body = result.get("body")
-            if isinstance(body, str) and len(body) > self.max_payload_bytes:
+            # The limit is on the answer as the runtime encodes it, the body a JSON string in it
+            # (quotes and non-ASCII escaped), not on the body alone.
+            size = len(json.dumps(result))
+            if size > self.max_payload_bytes:
                 self.front.refusal = PayloadTooLargeError(
-                    f"the response of {len(body)} bytes exceeds Lambda's limit of {self.max_payload_bytes} bytes "
+                    f"the response of {size} bytes exceeds Lambda's limit of {self.max_payload_bytes} bytes "
                     "(6 MB); ask for fewer or smaller outputs, or use binary_data_output"
                 )
                 return self.mangum(_without_body(event), context)
