@@ -189,8 +189,8 @@ class ModzyModelServicer(pb_grpc.ModzyModelServicer):
         except OmiError as exc:
             if len(chunk) > 1:
                 # Which item broke the batch is unknown: run each alone so only it fails.
-                for item in chunk:
-                    await self._run_chunk([item], results)
+                for alone in chunk:
+                    await self._run_chunk([alone], results)
                 return
             results[chunk[0][0]] = _failure(str(exc))
             return
