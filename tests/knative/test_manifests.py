@@ -15,6 +15,7 @@ from omi_knative import validate
 from omi_knative.manifests import Deployment, knative_service
 
 from omi_adapters.cli import main
+from omi_adapters.errors import ConfigurationError
 from omi_adapters.targets import load_targets
 
 HERE = Path(__file__).resolve().parent
@@ -175,7 +176,7 @@ def test_admission_rules_refuse(service: dict[str, Any], schema: dict[str, Any],
     change(container(broken))
     errors = validate.admission_errors(broken)
     assert any(expected in e for e in errors), errors
-    with pytest.raises(Exception, match=re.escape(expected)):
+    with pytest.raises(ConfigurationError, match=re.escape(expected)):
         validate.validate_service(broken, schema)
 
 
