@@ -91,6 +91,25 @@ def test_bad_options_are_refused_clearly(tmp_path: Path, capsys: Any, args: list
     assert message in capsys.readouterr().err
 
 
+@pytest.mark.parametrize("existed", [False, True])
+def test_a_failed_build_leaves_out_as_it_was(tmp_path: Path, capsys: Any, existed: bool) -> None:
+    if existed:
+        (tmp_path / "bundle").mkdir()
+    (tmp_path / "models.py").write_text((ROOT / "examples" / "adder.py").read_text())
+    # The second target clashes with the first only after the first was copied.
+    code, out = build(tmp_path, str(tmp_path / "models.py"), "tests/serving/models.py:ECHOES")
+    assert code == 2 and "the bundle already has a 'models.py'" in capsys.readouterr().err
+    assert out.is_dir() == existed and (not existed or not any(out.iterdir()))
+    code, out = build(tmp_path, "examples/adder.py")  # the rerun is not refused
+    assert code == 0 and (out / "template.yaml").is_file()
+
+
+def test_an_unwritable_out_is_a_clear_error(tmp_path: Path, capsys: Any) -> None:
+    (tmp_path / "file").write_text("x")
+    code = main(["build", "lambda", "examples/adder.py", "--out", str(tmp_path / "file" / "bundle")])
+    assert code == 2 and f"cannot write the bundle {tmp_path / 'file' / 'bundle'}" in capsys.readouterr().err
+
+
 def test_out_must_be_new_or_empty(tmp_path: Path, capsys: Any) -> None:
     (tmp_path / "bundle").mkdir()
     (tmp_path / "bundle" / "old").write_text("x")

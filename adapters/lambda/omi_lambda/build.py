@@ -78,6 +78,30 @@ def build(models: Sequence[Model], args: argparse.Namespace) -> int:
     out: Path = args.out
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
         raise ConfigurationError(f"--out {out}: exists and is not an empty folder")
+    existed = out.exists()
+    try:
+        _write(models, args, out)
+    except BaseException as exc:
+        # Leave --out as it was found: a half-written bundle would refuse the rerun.
+        for child in out.iterdir() if existed else [out]:
+            if child.is_dir() and not child.is_symlink():
+                shutil.rmtree(child, ignore_errors=True)
+            elif child.exists() or child.is_symlink():
+                child.unlink()
+        if isinstance(exc, OSError):
+            raise ConfigurationError(
+                f"cannot write the bundle {out}: {exc.filename or out}: {exc.strerror or exc}"
+            ) from None
+        if isinstance(exc, subprocess.CalledProcessError):
+            raise ConfigurationError(
+                f"installing the dependencies for python{args.python} ({args.arch}) failed: pip exited with "
+                f"{exc.returncode} (its output is above)"
+            ) from None
+        raise
+    return 0
+
+
+def _write(models: Sequence[Model], args: argparse.Namespace, out: Path) -> None:
     code = out / sam.CODE_DIR
     code.mkdir(parents=True, exist_ok=True)
 
@@ -109,7 +133,6 @@ def build(models: Sequence[Model], args: argparse.Namespace) -> int:
     print(f"wrote {out}: handler {sam.HANDLER}, OMI_MODEL={spec.omi_model}, runtime python{args.python}")
     if not args.install_deps:
         print(f"dependencies are listed in {code / 'requirements.txt'}; see {out / 'README.md'} to install them")
-    return 0
 
 
 def _check(args: argparse.Namespace) -> None:
