@@ -149,6 +149,34 @@ def test_without_batching_each_request_is_its_own_call(tmp_path: Path) -> None:
     assert instance.model is None
 
 
+def test_a_config_with_a_smaller_max_batch_size_is_served(tmp_path: Path) -> None:
+    _instance(tmp_path, "merge")  # builds the repository
+    message = triton_config.parse((tmp_path / "repo" / "merge" / "config.pbtxt").read_text())
+    config = json_format.MessageToDict(message, preserving_proto_field_name=True)
+    instance = TritonPythonModel()
+    instance.initialize({
+        "model_config": json.dumps(dict(config, max_batch_size=2)),
+        "model_repository": str(tmp_path / "repo" / "merge"),
+        "model_version": "1",
+    })  # fmt: skip
+    assert instance.execute([FakeRequest(X=np.ones((1, 2), np.float32))])[0].error is None
+    with pytest.raises(ConfigurationError, match="does not match the model's code"):
+        TritonPythonModel().initialize({
+            "model_config": json.dumps(dict(config, max_batch_size=16)),
+            "model_repository": str(tmp_path / "repo" / "merge"),
+            "model_version": "1",
+        })  # fmt: skip
+
+
+def test_every_error_code_has_a_triton_code() -> None:
+    from omi_triton.errors import TRITON_CODES
+
+    from omi_adapters.errors import ErrorCode
+
+    assert set(TRITON_CODES) == set(ErrorCode)
+    assert set(TRITON_CODES.values()) <= {"INVALID_ARG", "NOT_FOUND", "UNAVAILABLE", "INTERNAL"}
+
+
 def test_a_config_without_target_or_with_another_contract_is_refused(tmp_path: Path) -> None:
     _instance(tmp_path, "single")  # builds the repository
     message = triton_config.parse((tmp_path / "repo" / "single" / "config.pbtxt").read_text())
@@ -157,6 +185,9 @@ def test_a_config_without_target_or_with_another_contract_is_refused(tmp_path: P
     stale = dict(config, input=[{"name": "X", "data_type": "TYPE_INT32", "dims": ["-1"]}])
     with pytest.raises(ConfigurationError, match="does not match the model's code"):
         TritonPythonModel().initialize({**args, "model_config": json.dumps(stale)})
+    for key, value in [("max_batch_size", 4), ("output", [{"name": "Y", "data_type": "TYPE_INT64", "dims": ["3"]}])]:
+        with pytest.raises(ConfigurationError, match="does not match the model's code"):
+            TritonPythonModel().initialize({**args, "model_config": json.dumps(dict(config, **{key: value}))})
     untargeted = {k: v for k, v in config.items() if k != "parameters"}
     with pytest.raises(ConfigurationError, match="has no 'omi_target' parameter"):
         TritonPythonModel().initialize({**args, "model_config": json.dumps(untargeted)})

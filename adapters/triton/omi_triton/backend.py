@@ -28,7 +28,7 @@ from omi_adapters.contract import Model
 from omi_adapters.errors import ConfigurationError, OmiError, PredictError
 from omi_adapters.targets import load_target
 from omi_adapters.types import InputTensor
-from omi_triton.config import TARGET_PARAMETER
+from omi_triton.config import TARGET_PARAMETER, triton_dims
 from omi_triton.dlpack import bf16_bits, bf16_tensor
 from omi_triton.errors import triton_error
 
@@ -207,16 +207,33 @@ def _load(target: str, version_dir: Path, name: str) -> Model:
 
 
 def _check_contract(model: Model, config: dict[str, Any]) -> None:
-    """The code and config.pbtxt must declare the same tensors (a stale build otherwise)."""
+    """The code and config.pbtxt must declare the same tensors and batching (a stale build otherwise).
 
-    def declared(entries: list[dict[str, Any]]) -> set[tuple[str, str]]:
-        return {(e["name"], e["data_type"]) for e in entries}
+    Triton checks requests against config.pbtxt; a stale one would pass requests the model then
+    refuses, or refuse those it takes, while the model reports ready.
+    """
+    batch = int(config.get("max_batch_size", 0))
 
-    def ours(tensors: Sequence[Any]) -> set[tuple[str, str]]:
-        return {(t.name, "TYPE_STRING" if t.datatype == "BYTES" else f"TYPE_{t.datatype}") for t in tensors}
+    def declared(entries: list[dict[str, Any]]) -> set[tuple[str, str, tuple[int, ...]]]:
+        # dims are int64, which protobuf's JSON writes as strings.
+        return {(e["name"], e["data_type"], tuple(int(d) for d in e.get("dims", ()))) for e in entries}
 
-    if declared(config.get("input", [])) != ours(model.inputs) or declared(config.get("output", [])) != ours(
-        model.outputs
+    def ours(tensors: Sequence[Any]) -> set[tuple[str, str, tuple[int, ...]]]:
+        return {
+            (
+                t.name,
+                "TYPE_STRING" if t.datatype == "BYTES" else f"TYPE_{t.datatype}",
+                tuple(triton_dims(t.shape, batch > 0)),
+            )
+            for t in tensors
+        }
+
+    # A smaller max_batch_size is a tuning choice; a larger one would hand predict bigger batches.
+    batching_agrees = batch == model.max_batch_size == 0 or 0 < batch <= model.max_batch_size
+    if (
+        not batching_agrees
+        or declared(config.get("input", [])) != ours(model.inputs)
+        or declared(config.get("output", [])) != ours(model.outputs)
     ):
         raise ConfigurationError(
             f"config.pbtxt of '{model.name}' does not match the model's code; rebuild with `omi build triton`"

@@ -20,7 +20,7 @@ from typing import Any
 from omi_adapters.contract import Model
 from omi_adapters.errors import ConfigurationError
 
-__all__ = ["TARGET_PARAMETER", "build_config", "model_config_pb2", "parse", "to_text"]
+__all__ = ["TARGET_PARAMETER", "build_config", "model_config_pb2", "parse", "to_text", "triton_dims"]
 
 #: The ``ModelConfig.parameters`` key that tells the backend which model to serve; it also
 #: marks a model folder as written by ``omi build triton``.
@@ -97,17 +97,19 @@ def parse(text: str) -> Any:
     return text_format.Parse(text, model_config_pb2().ModelConfig())
 
 
-def _set_dims(tensor: Any, dims: Sequence[int]) -> None:
-    """Triton's dims leave out the batch dimension when the model batches (model_config.proto).
+def triton_dims(shape: Sequence[int], batching: bool) -> list[int]:
+    """The ``dims`` of a tensor of ``shape``: without the batch dimension when the model batches
+    (model_config.proto); ``[1]`` when nothing is left (see :func:`_set_dims`)."""
+    return list(shape[1:] if batching else shape) or [1]
 
-    Triton refuses empty dims, so a tensor that is only a batch (or a scalar) is declared with
+
+def _set_dims(tensor: Any, dims: Sequence[int]) -> None:
+    """Triton refuses empty dims, so a tensor that is only a batch (or a scalar) is declared with
     Triton's reshape idiom, ``dims: [1]`` and ``reshape { shape: [] }``: the model still sees
     shape ``[N]`` (or ``[]``), and Triton's clients send and receive ``[N, 1]`` (or ``[1]``).
     """
-    if dims:
-        tensor.dims.extend(dims)
-    else:
-        tensor.dims.append(1)
+    tensor.dims.extend(dims or [1])
+    if not dims:
         tensor.reshape.SetInParent()
 
 
