@@ -161,11 +161,13 @@ def coerce_output(datatype: str, value: Any, where: str) -> np.ndarray[Any, Any]
     float to INT32 no); BYTES accepts str (UTF-8 encoded) and bytes-like items.
     """
     if datatype == "BYTES":
-        array = np.asarray(value, dtype=object)
+        # A new array, filled in C order: the caller's array (maybe strided, maybe kept by the
+        # model) is never written to.
+        source = np.asarray(value, dtype=object)
+        array = np.empty(source.shape, dtype=object)
         flat = array.reshape(-1)
-        for index, item in enumerate(flat):
-            if not isinstance(item, bytes):
-                flat[index] = _as_bytes(item, where)
+        for index, item in enumerate(source.flat):
+            flat[index] = item if type(item) is bytes else _as_bytes(item, where)
         return array
     target = ARRAY_DTYPES[datatype]
     array = np.asarray(value)

@@ -121,3 +121,13 @@ def test_bf16_rounds_to_nearest_even() -> None:
     bits = tensors.float32_to_bf16(values)
     assert bits.tolist()[:5] == [0x3F80, 0x3F80, 0x3F82, 0xC020, 0x7F80]
     assert np.isnan(tensors.bf16_to_float32(bits)[5])
+
+
+def test_bytes_outputs_of_strided_arrays_are_converted_and_the_result_left_alone() -> None:
+    texts = np.array([["a", "b", "c"], ["d", "e", "f"]], dtype=object)
+    for value in (texts.T, texts[:, ::2], texts, np.array("x", dtype=object)):
+        array = tensors.coerce_output("BYTES", value, "output 'T'")
+        assert array.shape == value.shape
+        assert all(type(item) is bytes for item in array.reshape(-1))
+        assert array.tolist() == np.vectorize(str.encode, otypes=[object])(value).tolist()
+    assert texts[0, 0] == "a"  # predict's own array is not written to
