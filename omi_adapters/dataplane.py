@@ -214,5 +214,4 @@ async def _call_async(model: Model, predict: Any, arrays: dict[str, Any]) -> Any
 
 def _predict_failed(model: Model, exc: Exception) -> PredictError:
     log.exception("predict of model %r raised", model.name)
-    text = str(exc)
-    return PredictError(f"model '{model.name}' failed: {type(exc).__name__}{': ' + text if text else ''}")
+    return PredictError.raised(model.name, exc)

@@ -95,6 +95,13 @@ class PredictError(OmiError):
 
     code = ErrorCode.INTERNAL
 
+    @classmethod
+    def raised(cls, model: str, exc: BaseException) -> PredictError:
+        """The error for ``exc`` raised inside ``model``'s predict: its type and message, the
+        same on every target, and never its traceback (that goes to the log)."""
+        text = str(exc)
+        return cls(f"model '{model}' failed: {type(exc).__name__}{': ' + text if text else ''}")
+
 
 class PredictTimeoutError(OmiError):
     """Predict did not finish within the model's declared run timeout."""

@@ -138,10 +138,7 @@ class TritonPythonModel:
             raise
         except Exception as exc:
             log.exception("predict of model %r raised", model.name)
-            text = str(exc)
-            raise PredictError(
-                f"model '{model.name}' failed: {type(exc).__name__}{': ' + text if text else ''}"
-            ) from exc
+            raise PredictError.raised(model.name, exc) from exc
         return model.check_outputs(result, batch)
 
     # --- tensors ---------------------------------------------------------------------------
