@@ -253,14 +253,13 @@ class Model:
                     f"got {type(result).__name__}"
                 )
             result = {self.outputs[0].name: result}
-        missing = self._output_names.difference(result)
-        if missing:
-            raise PredictError(f"model '{self.name}' returned no output {', '.join(repr(m) for m in sorted(missing))}")
-        extra = set(result).difference(self._output_names)
-        if extra:
-            raise PredictError(
-                f"model '{self.name}' returned undeclared output(s) {', '.join(sorted(map(str, extra)))}"
-            )
+        elif result.keys() != self._output_names:
+            missing = self._output_names.difference(result)
+            if missing:
+                names = ", ".join(repr(m) for m in sorted(missing))
+                raise PredictError(f"model '{self.name}' returned no output {names}")
+            extra = ", ".join(sorted(map(str, set(result).difference(self._output_names))))
+            raise PredictError(f"model '{self.name}' returned undeclared output(s) {extra}")
         outputs: dict[str, np.ndarray[Any, Any]] = {}
         for spec in self.outputs:
             where = f"output '{spec.name}'"

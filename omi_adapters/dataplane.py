@@ -123,9 +123,12 @@ class DataPlane:
         return await in_thread(self.executor, model.wait_ready)
 
     async def infer(self, name: str, version: str | None, request: InferenceRequest) -> InferenceResponse:
-        """Run one inference request through the model's contract."""
-        model = self.get(name, version)
-        predict = await self.wait_ready(model)
+        """Run one inference request through the contract of the model of that name and version."""
+        return await self.run(self.get(name, version), request)
+
+    async def run(self, model: Model, request: InferenceRequest) -> InferenceResponse:
+        """Run one inference request through ``model``'s contract (a model found by :meth:`get`)."""
+        predict = model.wait_ready(0) if model.ready else await self.wait_ready(model)
         arrays = model.bind_inputs(request.inputs)
         names = _requested_names(model, request)
         batch = request.inputs[0].shape[0] if model.max_batch_size and request.inputs else None

@@ -197,9 +197,8 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
                 yield pb.ModelStreamInferResponse(error_message=f"internal server error ({type(exc).__name__})")
 
     async def _infer(self, request: pb.ModelInferRequest) -> pb.ModelInferResponse:
-        self.dataplane.get(request.model_name, request.model_version or None)  # NOT_FOUND before decoding
-        decoded = decode_request(request)
-        response = await self.dataplane.infer(request.model_name, request.model_version or None, decoded)
+        model = self.dataplane.get(request.model_name, request.model_version or None)  # NOT_FOUND first
+        response = await self.dataplane.run(model, decode_request(request))
         return encode_response(response, typed=not request.raw_input_contents and bool(request.inputs))
 
 

@@ -77,7 +77,7 @@ class _Endpoints:
     async def infer(self, name: str, version: str | None, header: bytes | None, body: bytes) -> Reply:
         model = self.dataplane.get(name, version)
         request = _decode(model, header, body)
-        response = await self.dataplane.infer(name, version, request)
+        response = await self.dataplane.run(model, request)
         chunks, header_length = binary.encode_response(response, binary.wants_binary(request))
         if header_length is None:
             return 200, list(_JSON), chunks
