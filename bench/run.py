@@ -2,7 +2,8 @@
 bare Starlette route on uvicorn, gRPC against a bare ``grpc.aio`` handler.
 
 The server runs on core 0 and the load generator on core 1 (where there are two). Latency is
-the p50 with one request in flight; throughput is requests/s with 16 in flight. The targets
+the p50 with one request in flight; throughput is requests/s with 16 in flight; each ratio is
+the median over several rounds (``BENCH_ROUNDS``, ``BENCH_SECONDS`` per measurement). The targets
 (serving issue): latency <= 1.1x the baseline, throughput >= 0.8x, for the bundled example
 (``examples/adder.py``, whose predict runs on the event loop). The same model with predict in the
 thread pool is measured too, for information: the thread hand-off is the price of a predict that
@@ -15,6 +16,7 @@ from __future__ import annotations
 import json
 import os
 import socket
+import statistics
 import subprocess
 import sys
 import time
@@ -84,7 +86,8 @@ def _ratios(served: dict[str, float], baseline: dict[str, float]) -> dict[str, f
 
 
 def main() -> int:
-    seconds = float(os.environ.get("BENCH_SECONDS", "5"))
+    seconds = float(os.environ.get("BENCH_SECONDS", "3"))
+    rounds = int(os.environ.get("BENCH_ROUNDS", "3"))
     rest = [str(HERE / "load.py"), "127.0.0.1", "{port}", PATH, BODY]
     grpc = [str(HERE / "grpc_load.py"), "127.0.0.1:{port}"]
     runs = {
@@ -94,14 +97,25 @@ def main() -> int:
         "grpc_baseline": ([sys.executable, str(HERE / "grpc_baseline.py"), "{port}"], grpc),
         "grpc_omi_serve": (_serve("examples/adder.py", "grpc"), grpc),
     }
-    results = {}
-    for name, (command, load) in runs.items():
-        port = _free_port()
-        command, load = ([part.replace("{port}", str(port)) for part in parts] for parts in (command, load))
-        results[name] = measure(name.replace("_", " "), command, port, load, seconds)
+    # This machine's speed drifts by tens of percent from minute to minute: each round measures
+    # every server back to back, ratios are taken within a round, and the median round counts.
+    rounds_seen: list[dict[str, dict[str, float]]] = []
+    for number in range(1, rounds + 1):
+        print(f"round {number} of {rounds}")
+        results = {}
+        for name, (command, load) in runs.items():
+            port = _free_port()
+            command, load = ([part.replace("{port}", str(port)) for part in parts] for parts in (command, load))
+            results[name] = measure(name.replace("_", " "), command, port, load, seconds)
+        rounds_seen.append(results)
     ratios = {
-        "rest": _ratios(results["rest_omi_serve"], results["rest_baseline"]),
-        "grpc": _ratios(results["grpc_omi_serve"], results["grpc_baseline"]),
+        protocol: {
+            key: statistics.median(
+                _ratios(r[f"{protocol}_omi_serve"], r[f"{protocol}_baseline"])[key] for r in rounds_seen
+            )
+            for key in ("latency", "throughput")
+        }
+        for protocol in ("rest", "grpc")
     }
     rest_ratios = ratios["rest"]
     ok = (
@@ -109,9 +123,17 @@ def main() -> int:
         and rest_ratios["throughput"] >= TARGETS["throughput_ratio_min"]
     )
     for protocol, ratio in ratios.items():
-        print(f"{protocol:>5} ratios: latency {ratio['latency']:.2f}x   throughput {ratio['throughput']:.2f}x")
+        print(
+            f"{protocol:>5} ratios (median of {rounds} rounds): latency {ratio['latency']:.2f}x   throughput {ratio['throughput']:.2f}x"
+        )
     print(f"REST targets (latency <= 1.1x, throughput >= 0.8x): {'met' if ok else 'MISSED'}")
-    record = {"date": time.strftime("%Y-%m-%d"), "seconds": seconds, **results, "ratios": ratios, "targets": TARGETS}
+    record = {
+        "date": time.strftime("%Y-%m-%d"),
+        "seconds": seconds,
+        "ratios": ratios,
+        "targets": TARGETS,
+        "rounds": rounds_seen,
+    }
     (HERE / "results.json").write_text(json.dumps(record, indent=2) + "\n")
     return 0 if ok else 1
 
