@@ -21,6 +21,7 @@ from omi_adapters.errors import (
     PayloadTooLargeError,
     PredictError,
     PredictTimeoutError,
+    ServerStoppingError,
 )
 from omi_adapters.types import DATATYPES
 
@@ -37,6 +38,7 @@ __all__ = [
     "PayloadTooLargeError",
     "PredictError",
     "PredictTimeoutError",
+    "ServerStoppingError",
     "Tensor",
     "__version__",
     "model",

@@ -21,9 +21,11 @@ from omi_adapters.errors import ConfigurationError, InvalidInputError, ModelNotF
 from omi_adapters.loading import LoadPolicy, LoadState
 from omi_adapters.types import InferenceRequest, InferenceResponse, OutputTensor
 
-__all__ = ["EXTENSIONS", "SERVER_NAME", "DataPlane", "in_thread"]
+__all__ = ["EXTENSIONS", "PREDICT_THREAD_PREFIX", "SERVER_NAME", "DataPlane", "in_thread"]
 
 SERVER_NAME = "omi-adapters"
+#: The names of the threads that run sync predict functions (and loads) start with this.
+PREDICT_THREAD_PREFIX = "omi-predict"
 #: Reported by server metadata: the Triton conventions this server follows (interfaces.md §2.11).
 EXTENSIONS = ("binary_tensor_data",)
 
@@ -44,7 +46,7 @@ class DataPlane:
         if not self._models:
             raise ConfigurationError("no models to serve")
         #: Runs sync predict functions and loads; threads start on first use.
-        self.executor = executor or concurrent.futures.ThreadPoolExecutor(thread_name_prefix="omi-predict")
+        self.executor = executor or concurrent.futures.ThreadPoolExecutor(thread_name_prefix=PREDICT_THREAD_PREFIX)
 
     @property
     def models(self) -> list[Model]:

@@ -11,7 +11,8 @@ once, in one table (HTTP status, gRPC status, OMI item failure, Triton ``TritonE
     ├── ModelNotReadyError      the model is not loaded (yet)
     │   └── ModelLoadError      loading the model failed; retried only when asked
     ├── PredictError            the user's predict raised or returned a wrong value
-    └── PredictTimeoutError     predict took longer than the declared run timeout
+    ├── PredictTimeoutError     predict took longer than the declared run timeout
+    └── ServerStoppingError     the server stopped before the request finished
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ __all__ = [
     "PayloadTooLargeError",
     "PredictError",
     "PredictTimeoutError",
+    "ServerStoppingError",
 ]
 
 
@@ -107,3 +109,9 @@ class PredictTimeoutError(OmiError):
     """Predict did not finish within the model's declared run timeout."""
 
     code = ErrorCode.DEADLINE_EXCEEDED
+
+
+class ServerStoppingError(OmiError):
+    """The server is stopping and the request did not finish within the grace period."""
+
+    code = ErrorCode.UNAVAILABLE

@@ -9,6 +9,7 @@ implementation of each endpoint, so the documented behaviour is the served one.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
@@ -23,7 +24,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from omi_adapters import __version__, rest_docs
 from omi_adapters.codecs import binary, oip_json
 from omi_adapters.dataplane import DataPlane
-from omi_adapters.errors import ErrorCode, InvalidInputError, OmiError, PayloadTooLargeError
+from omi_adapters.errors import ErrorCode, InvalidInputError, OmiError, PayloadTooLargeError, ServerStoppingError
 from omi_adapters.types import InferenceRequest
 
 __all__ = ["DEFAULT_MAX_BODY_BYTES", "HTTP_STATUS", "build_app"]
@@ -184,6 +185,11 @@ class OipApp:
             reply = _error(exc)
         except Exception as exc:  # noqa: BLE001 - the last line of defence: never a traceback on the wire
             reply = _internal(exc)
+        except asyncio.CancelledError:
+            # uvicorn cancels the requests still running when the grace period after SIGTERM ends
+            # (and only then): answer 503 rather than let it send a bare 500. The request ends
+            # here either way, so the cancellation has done its work and is not raised again.
+            reply = _error(ServerStoppingError("the server stopped before this request finished"))
         await _send(send, reply)
 
     async def read_body(self, receive: Receive, declared: bytes | None) -> bytes | None:

@@ -18,11 +18,14 @@ import contextlib
 import logging
 import os
 import signal
+import threading
+import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from omi_adapters.contract import Model
+from omi_adapters.dataplane import PREDICT_THREAD_PREFIX
 from omi_adapters.errors import ConfigurationError
 
 __all__ = ["PROTOCOLS", "ServeOptions", "add_arguments", "run", "serve"]
@@ -125,7 +128,28 @@ def run(models: Sequence[Model], args: argparse.Namespace) -> int:
     except ImportError:  # pragma: no cover - uvicorn[standard] brings uvloop
         loop_factory = None
     with asyncio.Runner(loop_factory=loop_factory) as runner:
-        return runner.run(serve(models, options))
+        code = runner.run(serve(models, options))
+    stuck = _busy_predict_threads()
+    if stuck:
+        # Python cannot stop a thread, and would join these at exit for as long as they run: a
+        # predict that outlived the grace period must not keep a stopped server alive.
+        log.warning(
+            "%d predict call(s) still running after the %ss grace period; exiting without them",
+            len(stuck),
+            options.graceful_timeout,
+        )
+        logging.shutdown()
+        os._exit(code)
+    return code
+
+
+def _busy_predict_threads(wait: float = 0.5) -> list[threading.Thread]:
+    """The predict pool's threads still running once it is shut down (idle ones exit at once)."""
+    deadline = time.monotonic() + wait
+    threads = [t for t in threading.enumerate() if t.name.startswith(PREDICT_THREAD_PREFIX)]
+    for thread in threads:
+        thread.join(max(0.0, deadline - time.monotonic()))
+    return [t for t in threads if t.is_alive()]
 
 
 async def serve(models: Sequence[Model], options: ServeOptions) -> int:
@@ -133,7 +157,7 @@ async def serve(models: Sequence[Model], options: ServeOptions) -> int:
     from omi_adapters.dataplane import DataPlane
 
     loop = asyncio.get_running_loop()
-    executor = concurrent.futures.ThreadPoolExecutor(options.workers, thread_name_prefix="omi-predict")
+    executor = concurrent.futures.ThreadPoolExecutor(options.workers, thread_name_prefix=PREDICT_THREAD_PREFIX)
     dataplane = DataPlane(models, executor=executor)
     stop = asyncio.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -181,7 +205,9 @@ async def serve(models: Sequence[Model], options: ServeOptions) -> int:
     finally:
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.remove_signal_handler(sig)
-        executor.shutdown(wait=True, cancel_futures=False)
+        # The front ends have drained within the grace period: a predict still running has
+        # nobody left to answer (run() decides what to do about it).
+        executor.shutdown(wait=False, cancel_futures=True)
     log.info("stopped")
     return 0
 

@@ -51,6 +51,24 @@ def test_in_flight_requests_survive_sigterm_and_exit_is_0() -> None:
             httpx.get(f"http://{srv.http_url}/v2/health/live")
 
 
+def test_a_predict_still_running_after_the_grace_period_does_not_keep_the_process_alive() -> None:
+    with serve(f"{MODELS}:slow", protocols=("rest",), args=("--graceful-timeout", "1")) as srv:
+        with concurrent.futures.ThreadPoolExecutor(1) as pool:
+            stuck = pool.submit(
+                httpx.post, f"http://{srv.http_url}/v2/models/slow/infer", json=_slow_request(60), timeout=90
+            )
+            time.sleep(0.5)  # inside predict now
+            started = time.monotonic()
+            code = srv.terminate(timeout=20)
+            assert code == 0, srv.output()
+            assert time.monotonic() - started < 15, srv.output()
+            assert "1 predict call(s) still running after the 1.0s grace period" in srv.output()
+            response = stuck.result()
+            assert response.status_code == 503, response.text
+            assert response.json() == {"error": "the server stopped before this request finished"}
+        assert "Exception in ASGI application" not in srv.output()
+
+
 def test_background_load_not_ready_then_503() -> None:
     with serve(f"{MODELS}:Loading", protocols=("rest", "grpc")) as srv:
         base = f"http://{srv.http_url}"
