@@ -131,3 +131,13 @@ def test_bytes_outputs_of_strided_arrays_are_converted_and_the_result_left_alone
         assert all(type(item) is bytes for item in array.reshape(-1))
         assert array.tolist() == np.vectorize(str.encode, otypes=[object])(value).tolist()
     assert texts[0, 0] == "a"  # predict's own array is not written to
+
+
+def test_nan_and_infinity_are_null_in_json_and_kept_in_binary() -> None:
+    values = np.array([np.nan, np.inf, -np.inf, 1.5], dtype=np.float32)
+    response = InferenceResponse(model_name="m", model_version="1", outputs=[OutputTensor("Y", "FP32", (4,), values)])
+    assert orjson.loads(oip_json.encode_response(response))["outputs"][0]["data"] == [None, None, None, 1.5]
+    chunks, header_length = binary.encode_response(response, {"*": True})
+    assert header_length is not None
+    raw = b"".join(bytes(chunk) for chunk in chunks)[header_length:]
+    np.testing.assert_array_equal(np.frombuffer(raw, dtype="<f4"), values)
