@@ -292,3 +292,14 @@ def test_rerun_replaces_its_own_output_but_not_a_foreign_folder(
     assert code == 2
     assert "was not written by `omi build knative`" in capsys.readouterr().err
     assert [p.name for p in foreign.iterdir()] == ["notes.txt"]
+
+
+def test_a_top_level_package_is_installed_not_copied(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    package = tmp_path / "site" / "knative_pkgmodel"
+    package.mkdir(parents=True)
+    (package / "__init__.py").write_text((ROOT / "examples" / "adder.py").read_text())
+    monkeypatch.syspath_prepend(str(tmp_path / "site"))
+    out = build(tmp_path, "knative_pkgmodel:adder")
+    cmd = next(line for line in (out / "Containerfile").read_text().splitlines() if line.startswith("CMD "))
+    assert "omi serve knative_pkgmodel:adder " in cmd
+    assert not list((out / "model").iterdir())

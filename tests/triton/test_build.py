@@ -121,6 +121,18 @@ def test_package_module_target_is_imported_not_copied(tmp_path: Path) -> None:
     assert not list((repo / "adder" / "1" / "code").iterdir())
 
 
+def test_top_level_package_target_is_imported_not_copied(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    package = tmp_path / "site" / "triton_pkgmodel"
+    package.mkdir(parents=True)
+    (package / "__init__.py").write_text(MODEL.format(version=1, fn="predict"))
+    monkeypatch.syspath_prepend(str(tmp_path / "site"))
+    repo = tmp_path / "repo"
+    assert omi(["build", "triton", "triton_pkgmodel:predict", "--out", str(repo)]) == 0
+    parsed = triton_config.parse((repo / "dup" / "config.pbtxt").read_text())
+    assert parsed.parameters[triton_config.TARGET_PARAMETER].string_value == "triton_pkgmodel:predict"
+    assert not list((repo / "dup" / "1" / "code").iterdir())
+
+
 def _write(path: Path, source: str) -> Path:
     path.write_text(textwrap.dedent(source))
     return path

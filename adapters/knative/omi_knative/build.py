@@ -213,8 +213,9 @@ def _sources(models: list[Model]) -> tuple[list[Path], list[str]]:
         if not attrs:
             raise ConfigurationError(f"model '{model.name}' is not a top-level name of module '{module.__name__}'")
         file = getattr(module, "__file__", None)
-        if "." not in module.__name__ and file and Path(file).is_file():
-            # A model file (TARGET path/to/file.py): the image carries a copy of it.
+        if "." not in module.__name__ and not hasattr(module, "__path__") and file and Path(file).is_file():
+            # A model file (TARGET path/to/file.py): the image carries a copy of it. A package
+            # (even a top-level one, whose file is its __init__.py) is installed instead.
             path = Path(file).resolve()
             if files.setdefault(path.name, path) != path:
                 raise ConfigurationError(

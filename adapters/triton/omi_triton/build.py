@@ -138,7 +138,14 @@ def _source_of(model: Model) -> tuple[Path | None, str]:
         raise ConfigurationError(f"model '{model.name}' is not a top-level name of module '{module.__name__}'")
     attr = attrs[0]
     file = getattr(module, "__file__", None)
-    if "." not in module.__name__ and module.__name__ != "__main__" and file and Path(file).is_file():
+    is_package = hasattr(module, "__path__")  # its file is __init__.py, not the whole package
+    if (
+        "." not in module.__name__
+        and module.__name__ != "__main__"
+        and not is_package
+        and file
+        and Path(file).is_file()
+    ):
         # A model file (TARGET path/to/file.py): the repository carries a copy of it.
         path = Path(file).resolve()
         return path, f"{CODE_DIR}/{path.name}:{attr}"
