@@ -14,13 +14,14 @@ from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, Any
 
 import grpc
-from grpc_health.v1 import health, health_pb2
+from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from omi_adapters.codecs.tensors import check_shape, from_raw, to_raw
 from omi_adapters.codecs.typed_contents import CONTENTS_FIELD, from_typed, to_typed
 from omi_adapters.dataplane import DataPlane
 from omi_adapters.errors import ErrorCode, InvalidInputError, OmiError
+from omi_adapters.grpc_health import NOT_SERVING, SERVING, Health
 from omi_adapters.protos import open_inference_grpc_pb2 as pb
 from omi_adapters.protos import open_inference_grpc_pb2_grpc as pb_grpc
 from omi_adapters.types import DATATYPES, InferenceRequest, InferenceResponse, InputTensor, Parameters, RequestedOutput
@@ -206,32 +207,21 @@ async def _abort(context: Context, exc: OmiError) -> Any:
     await context.abort(GRPC_STATUS[exc.code], exc.message)
 
 
-class _Health(health.aio.HealthServicer):
-    """Standard ``grpc.health.v1.Health``: SERVING once every model can take requests."""
+def add_to_server(server: grpc.aio.Server, dataplane: DataPlane) -> Health:
+    """Register the OIP service, gRPC health checking and server reflection on ``server``.
 
-    def __init__(self, dataplane: DataPlane) -> None:
-        super().__init__()
-        self.dataplane = dataplane
-
-    async def _refresh(self) -> None:
-        status = (
-            health_pb2.HealthCheckResponse.SERVING
-            if self.dataplane.ready()
-            else health_pb2.HealthCheckResponse.NOT_SERVING
-        )
-        for service in ("", SERVICE_NAME):
-            await self.set(service, status)
-
-    async def Check(self, request: Any, context: Context) -> Any:
-        await self._refresh()
-        return await super().Check(request, context)
-
-
-def add_to_server(server: grpc.aio.Server, dataplane: DataPlane) -> None:
-    """Register the OIP service, gRPC health checking and server reflection on ``server``."""
+    Returns the health service: SERVING (for "" and the OIP service) once every model can
+    take requests; call its ``stop_watches()`` before stopping the server.
+    """
     pb_grpc.add_GRPCInferenceServiceServicer_to_server(InferenceServicer(dataplane), server)  # type: ignore[no-untyped-call] # generated
-    from grpc_health.v1 import health_pb2_grpc
 
-    health_pb2_grpc.add_HealthServicer_to_server(_Health(dataplane), server)
+    def statuses(service: str) -> Any:
+        if service not in ("", SERVICE_NAME):
+            return None
+        return SERVING if dataplane.ready() else NOT_SERVING
+
+    health = Health(statuses)
+    health_pb2_grpc.add_HealthServicer_to_server(health, server)
     names = (SERVICE_NAME, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name, reflection.SERVICE_NAME)
     reflection.enable_server_reflection(names, server)
+    return health

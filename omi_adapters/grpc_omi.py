@@ -24,7 +24,7 @@ import numpy as np
 
 try:
     import grpc
-    from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+    from grpc_health.v1 import health_pb2, health_pb2_grpc
     from grpc_reflection.v1alpha import reflection
 except ModuleNotFoundError as exc:  # pragma: no cover - depends on the installation
     raise ImportError(f"the OMI front end needs gRPC ({exc.name}): pip install 'omi-adapters[grpc]'") from exc
@@ -33,6 +33,7 @@ from omi_adapters.codecs.omi_files import ERROR_FILE, FileCodec
 from omi_adapters.contract import Model
 from omi_adapters.dataplane import DataPlane
 from omi_adapters.errors import ErrorCode, ModelNotReadyError, OmiError, PredictTimeoutError
+from omi_adapters.grpc_health import NOT_SERVING, SERVING, Health
 from omi_adapters.metadata import parse_duration
 from omi_adapters.protos import modzy_model_pb2 as pb
 from omi_adapters.protos import modzy_model_pb2_grpc as pb_grpc
@@ -302,32 +303,18 @@ def _metadata(model: Model, codec: FileCodec) -> pb.StatusResponse:
     )  # fmt: skip
 
 
-class _ModelHealth(health.aio.HealthServicer):
-    """grpc.health.v1 as chassis serves it (§1.2): the server is up; ``ModzyModel`` is the model's readiness."""
-
-    def __init__(self, model: Model) -> None:
-        super().__init__()
-        self._model = model
-
-    async def Check(self, request: health_pb2.HealthCheckRequest, context: Context) -> health_pb2.HealthCheckResponse:
-        if request.service == "":
-            return health_pb2.HealthCheckResponse(status=health_pb2.HealthCheckResponse.SERVING)
-        if request.service != SERVICE_NAME:
-            await context.abort(grpc.StatusCode.NOT_FOUND, f"unknown service {request.service!r}")
-        serving = (
-            health_pb2.HealthCheckResponse.SERVING if self._model.ready else health_pb2.HealthCheckResponse.NOT_SERVING
-        )
-        return health_pb2.HealthCheckResponse(status=serving)
-
-
 def add_to_server(
     server: grpc.aio.Server,
     dataplane: DataPlane,
     *,
     shutdown: Callable[[], None],
     model: str | None = None,
-) -> ModzyModelServicer:
+) -> Health:
     """Serve a model of ``dataplane`` as ``ModzyModel`` on ``server``, with health and reflection.
+
+    Health is as chassis serves it (§1.2): "" is SERVING while the server is up; ``ModzyModel``
+    is SERVING once the model is loaded. Returns the health service: call its ``stop_watches()``
+    before stopping the server.
 
     Args:
         server: a ``grpc.aio`` server (not started yet) bound to the OMI port.
@@ -344,8 +331,17 @@ def add_to_server(
         log.info("OMI serves model %r, the first of %d", target.name, len(dataplane.models))
     servicer = ModzyModelServicer(dataplane, target, shutdown)
     pb_grpc.add_ModzyModelServicer_to_server(servicer, server)  # type: ignore[no-untyped-call] # generated
-    health_pb2_grpc.add_HealthServicer_to_server(_ModelHealth(target), server)
+
+    def statuses(service: str) -> Any:
+        if service == "":
+            return SERVING
+        if service == SERVICE_NAME:
+            return SERVING if target.ready else NOT_SERVING
+        return None
+
+    health = Health(statuses)
+    health_pb2_grpc.add_HealthServicer_to_server(health, server)
     reflection.enable_server_reflection(
         (SERVICE_NAME, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name, reflection.SERVICE_NAME), server
     )
-    return servicer
+    return health

@@ -201,7 +201,9 @@ async def serve(models: Sequence[Model], options: ServeOptions) -> int:
         log.info("shutting down: finishing in-flight requests (up to %ss)", options.graceful_timeout)
         for stopper in stoppers:
             stopper()
-        await asyncio.gather(*(s.stop(options.graceful_timeout) for s in grpc_servers), *tasks)
+        for _, health in grpc_servers:
+            health.stop_watches()
+        await asyncio.gather(*(s.stop(options.graceful_timeout) for s, _ in grpc_servers), *tasks)
     finally:
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.remove_signal_handler(sig)
@@ -269,15 +271,15 @@ async def _grpc_server(
     if kind == "oip":
         from omi_adapters import grpc_oip
 
-        grpc_oip.add_to_server(server, dataplane)
+        health = grpc_oip.add_to_server(server, dataplane)
     else:
         from omi_adapters import grpc_omi
 
-        grpc_omi.add_to_server(server, dataplane, shutdown=shutdown, model=options.omi_model)
+        health = grpc_omi.add_to_server(server, dataplane, shutdown=shutdown, model=options.omi_model)
     address = f"{options.host}:{port}"
     try:
         server.add_insecure_port(address)
     except RuntimeError as exc:
         raise ConfigurationError(f"cannot listen on {address} for {kind.upper()} gRPC: {exc}") from exc
     await server.start()
-    return server
+    return server, health

@@ -241,6 +241,21 @@ def test_shutdown_replies_then_asks_the_process_to_stop_once() -> None:
         assert srv.shutdowns == [1]
 
 
+def test_health_watch_follows_the_model_load() -> None:
+    with serve_in_process(models.Lazy, name="lazy") as srv:
+        health = health_pb2_grpc.HealthStub(srv.channel)
+        watch = health.Watch(health_pb2.HealthCheckRequest(service="ModzyModel"), timeout=20)
+        unknown = health.Watch(health_pb2.HealthCheckRequest(service="Nope"), timeout=20)
+        try:
+            assert next(watch).status == health_pb2.HealthCheckResponse.NOT_SERVING
+            assert next(unknown).status == health_pb2.HealthCheckResponse.SERVICE_UNKNOWN
+            srv.stub.Status(pb.StatusRequest(), timeout=10)  # loads the model
+            assert next(watch).status == health_pb2.HealthCheckResponse.SERVING
+        finally:
+            watch.cancel()
+            unknown.cancel()
+
+
 def test_health_and_reflection_on_the_omi_port() -> None:
     with serve_in_process(models.Lazy, models.Broken, name="lazy") as srv:
         health = health_pb2_grpc.HealthStub(srv.channel)

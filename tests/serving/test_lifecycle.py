@@ -9,6 +9,7 @@ import time
 import grpc
 import httpx
 import pytest
+from grpc_health.v1 import health_pb2, health_pb2_grpc
 from tritonclient.grpc import service_pb2, service_pb2_grpc
 
 from tests.conftest import EXAMPLES
@@ -67,6 +68,19 @@ def test_a_predict_still_running_after_the_grace_period_does_not_keep_the_proces
             assert response.status_code == 503, response.text
             assert response.json() == {"error": "the server stopped before this request finished"}
         assert "Exception in ASGI application" not in srv.output()
+
+
+def test_a_health_watch_ends_when_the_server_stops_and_does_not_hold_it_up() -> None:
+    with (
+        serve(f"{MODELS}:Loading", protocols=("grpc",), args=("--graceful-timeout", "20")) as srv,
+        grpc.insecure_channel(srv.grpc_url) as channel,
+    ):
+        watch = health_pb2_grpc.HealthStub(channel).Watch(health_pb2.HealthCheckRequest(service=""), timeout=60)
+        assert next(watch).status == health_pb2.HealthCheckResponse.NOT_SERVING
+        started = time.monotonic()
+        assert srv.terminate() == 0, srv.output()
+        assert time.monotonic() - started < 10, srv.output()
+        assert list(watch) == []  # the stream ended cleanly (an error status would raise)
 
 
 def test_background_load_not_ready_then_503() -> None:
