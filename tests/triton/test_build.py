@@ -113,6 +113,24 @@ def test_rerun_is_idempotent_and_replaces_the_whole_folder(built: Path) -> None:
     assert not [p for p in built.iterdir() if p.name.startswith(".")]  # no staging leftovers
 
 
+def test_a_rebuild_that_cannot_move_its_folder_in_keeps_the_old_one(
+    built: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    before = _files(built)
+    rename = Path.rename
+
+    def failing(self: Path, target: Path) -> Path:
+        if self.name.startswith(".adder.") and not self.name.startswith(".adder.old"):
+            raise OSError(28, "No space left on device", str(target))
+        return rename(self, target)
+
+    monkeypatch.setattr(Path, "rename", failing)
+    assert omi(["build", "triton", str(ALL_TARGETS[0]), "--out", str(built)]) != 0
+    assert "No space left on device" in capsys.readouterr().err
+    assert _files(built) == before
+    assert not [p for p in built.iterdir() if p.name.startswith(".")]
+
+
 def test_package_module_target_is_imported_not_copied(tmp_path: Path) -> None:
     repo = tmp_path / "repo"
     assert omi(["build", "triton", "examples.adder", "--out", str(repo)]) == 0

@@ -173,7 +173,12 @@ def _swap(staging: Path, folder: Path) -> None:
     if folder.exists():
         old = folder.with_name(f".{folder.name}.old.{os.getpid()}")
         folder.rename(old)
-    staging.rename(folder)
+    try:
+        staging.rename(folder)
+    except OSError:
+        if old is not None:
+            old.rename(folder)  # a failed rebuild leaves the previous model folder in place
+        raise
     if old is not None:
         shutil.rmtree(old)
 
