@@ -7,10 +7,12 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import json
+import os
 import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import ml_dtypes
@@ -289,3 +291,34 @@ def test_grpc_client(triton: Any) -> None:
     assert report["kinds"]["BRAIN_THIRD"] == [0.333984375, -0.66796875]
     assert report["bad"]["code"] == "StatusCode.INVALID_ARGUMENT" and "must not be negative" in report["bad"]["message"]
     assert report["after_bad"] == [2.0]
+
+
+def _group_is_gone(pgid: int, within: float = 10.0) -> bool:
+    deadline = time.monotonic() + within
+    while time.monotonic() < deadline:
+        try:
+            os.killpg(pgid, 0)
+        except ProcessLookupError:
+            return True
+        time.sleep(0.1)
+    return False
+
+
+def test_an_interrupted_start_takes_the_server_and_its_stubs_down(
+    triton_install: Any, triton_repo: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from omi_triton.server import TritonServer
+
+    server = TritonServer(triton_install, triton_repo)
+    pids: list[int] = []
+
+    def interrupted(what: str) -> bool:
+        assert server.process is not None
+        pids.append(server.process.pid)
+        raise KeyboardInterrupt  # Ctrl-C while start() waits for the server
+
+    monkeypatch.setattr(server, "_health", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        server.start()
+    assert server.process is None
+    assert _group_is_gone(pids[0])

@@ -275,14 +275,17 @@ class TritonServer:
                 start_new_session=True,
             )
         deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise RuntimeError(f"tritonserver exited with {self.process.returncode}:\n{self.log_tail()}")
-            if self._health("live"):
-                return
-            time.sleep(0.2)
-        self.stop()
-        raise RuntimeError(f"tritonserver was not ready within {timeout:.0f}s:\n{self.log_tail()}")
+        try:
+            while time.monotonic() < deadline:
+                if self.process.poll() is not None:
+                    raise RuntimeError(f"tritonserver exited with {self.process.returncode}:\n{self.log_tail()}")
+                if self._health("live"):
+                    return
+                time.sleep(0.2)
+            raise RuntimeError(f"tritonserver was not ready within {timeout:.0f}s:\n{self.log_tail()}")
+        except BaseException:
+            self.stop()  # also on Ctrl-C while waiting: never leave a server behind
+            raise
 
     def ready(self) -> bool:
         """Whether the server answers ready (HTTP ``/v2/health/ready``): every model loaded."""
@@ -298,15 +301,19 @@ class TritonServer:
     def stop(self, timeout: float = 30.0) -> None:
         """Stop the server: SIGTERM (Triton unloads its models), then SIGKILL after ``timeout``."""
         process, self.process = self.process, None
-        if process is None or process.poll() is not None:
+        if process is None:
             return
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(timeout)
-        except subprocess.TimeoutExpired:
-            # The stubs are children in the same session: take them down with the server.
+        if process.poll() is None:
+            process.send_signal(signal.SIGTERM)
+            try:
+                process.wait(timeout)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+        # The backend stubs are in the server's session (its process group): whatever the way the
+        # server ended, none of them may outlive it.
+        with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(process.pid, signal.SIGKILL)
-            process.wait()
 
     def log_tail(self, lines: int = 60) -> str:
         """The last lines the server wrote."""
