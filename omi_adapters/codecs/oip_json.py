@@ -16,6 +16,7 @@ import numpy as np
 import orjson
 
 from omi_adapters.codecs.tensors import (
+    MAX_DIMS,
     bf16_to_float32,
     check_shape,
     element_count,
@@ -191,6 +192,8 @@ def data_from_json(
             if all(type(v) is int for v in exact.reshape(-1)):
                 array = exact
     except (ValueError, TypeError):
+        if _depth(data) > MAX_DIMS:
+            raise InvalidInputError(f"{where}: 'data' is nested deeper than {MAX_DIMS} levels") from None
         raise InvalidInputError(f"{where}: 'data' is ragged: nested lists of unequal lengths") from None
     # Nested data must follow the shape, except empty data, whose nesting cannot show every dim.
     if array.ndim > 1 and array.shape != shape and array.size + count:
@@ -200,6 +203,15 @@ def data_from_json(
     if array.size != count:
         raise InvalidInputError(f"{where}: 'data' has {array.size} elements, shape {list(shape)} needs {count}")
     return _numbers(datatype, array, where).reshape(shape)
+
+
+def _depth(data: Any) -> int:
+    """How deep a list nests along its first elements."""
+    depth = 0
+    while isinstance(data, list) and depth <= MAX_DIMS:
+        depth += 1
+        data = data[0] if data else None
+    return depth
 
 
 def _numbers(datatype: str, array: np.ndarray[Any, Any], where: str) -> np.ndarray[Any, Any]:

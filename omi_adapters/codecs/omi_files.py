@@ -141,7 +141,7 @@ class InputFile:
         if isinstance(doc, dict):
             return self._from_tensor_object(doc, where)
         if isinstance(doc, list):
-            return data_from_json(self.spec.datatype, doc, _nesting(doc), where)
+            return data_from_json(self.spec.datatype, doc, check_shape(_nesting(doc), where), where)
         if doc is None:
             raise InvalidInputError(f"{where}: expected a nested list or a tensor object, got {kind_of(doc)}")
         return data_from_json(self.spec.datatype, [doc], (), where)
@@ -156,7 +156,7 @@ class InputFile:
             raise InvalidInputError(f"{where}: a tensor object needs 'data' (and 'shape')")
         parameters = doc.get("parameters") or {}
         b64 = isinstance(parameters, dict) and parameters.get("content_type") == "base64"
-        shape = check_shape(doc["shape"], where) if "shape" in doc else _nesting(doc["data"])
+        shape = check_shape(doc["shape"] if "shape" in doc else _nesting(doc["data"]), where)
         return data_from_json(datatype, doc["data"], shape, where, b64)
 
     def _from_npy(self, data: bytes) -> np.ndarray[Any, Any]:

@@ -18,6 +18,7 @@ from omi_adapters.errors import InvalidInputError
 from omi_adapters.types import ARRAY_DTYPES, WIRE_DTYPES
 
 __all__ = [
+    "MAX_DIMS",
     "bf16_to_float32",
     "check_shape",
     "coerce_output",
@@ -33,6 +34,8 @@ __all__ = [
 # Each dimension must fit in a uint64 (interfaces.md §2.3); products past int64 cannot be
 # backed by any real buffer, so they are refused as well.
 _MAX_ELEMENTS = 2**63 - 1
+#: numpy's NPY_MAXDIMS: no array has more dimensions (64 since numpy 2, 32 before).
+MAX_DIMS = 64 if int(np.__version__.split(".")[0]) >= 2 else 32
 _LENGTH = struct.Struct("<I")
 
 
@@ -47,6 +50,8 @@ def check_shape(shape: Any, where: str) -> tuple[int, ...]:
             raise InvalidInputError(f"{where}: shape must hold integers, got {kind_of(dim)}")
         if dim < 0:
             raise InvalidInputError(f"{where}: negative dimension {dim} in shape {list(shape)}")
+    if len(shape) > MAX_DIMS:
+        raise InvalidInputError(f"{where}: shape has {len(shape)} dimensions; at most {MAX_DIMS} are supported")
     dims = tuple(shape)
     element_count(dims, where)
     return dims

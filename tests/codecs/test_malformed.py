@@ -20,6 +20,13 @@ def x(**fields):
     return {"name": "X", "datatype": "FP32", "shape": [2], "data": [1.0, 2.0], **fields}
 
 
+def _nested(depth: int) -> list:
+    data: list = [1.0]
+    for _ in range(depth - 1):
+        data = [data]
+    return data
+
+
 def bin_input(size, **fields):
     return {"name": "X", "datatype": "FP32", "shape": [2], "parameters": {"binary_data_size": size}, **fields}
 
@@ -45,6 +52,8 @@ JSON_CASES = [
     (req(x(data=5)), "input 'X': 'data' must be a list, got the number 5"),
     (req(x(data=[1.0, 2.0, 3.0])), r"'data' has 3 elements, shape \[2\] needs 2"),
     (req(x(data=[[1.0], [2.0, 3.0]])), "'data' is ragged"),
+    (req(x(shape=[1] * 70, data=[1.0])), "input 'X': shape has 70 dimensions; at most 64 are supported"),
+    (req(x(shape=[1], data=_nested(70))), "input 'X': 'data' is nested deeper than 64 levels"),
     (req(x(shape=[2, 2], data=[[1.0, 2.0, 3.0, 4.0]])), r"nested as \[1, 4\], which does not match shape \[2, 2\]"),
     (req(x(data=["a", "b"])), "FP32 data must be numbers, got strings"),
     (req(x(data=[1.0, None])), "FP32 data must be numbers"),

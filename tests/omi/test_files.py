@@ -189,3 +189,9 @@ def test_every_numeric_datatype_round_trips_through_json_and_npy(datatype: str) 
             decoded = back.decode(out.encode(row))
             assert decoded.dtype == ARRAY_DTYPES[datatype] and (decoded == row).all()
         assert out.encode(values[0, 0, ...]) in (b"1", b"1.0", b"true") or media == NPY
+
+
+def test_json_nested_past_numpys_dimensions_fails_with_a_clear_error() -> None:
+    deep = b"[" * 70 + b'"a"' + b"]" * 70
+    with pytest.raises(InvalidInputError, match="input file 'TEXT': shape has 70 dimensions; at most 64"):
+        InputFile(Tensor("TEXT", "BYTES", [-1] * 70), batched=False).decode(deep)
