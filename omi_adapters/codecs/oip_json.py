@@ -23,6 +23,7 @@ from omi_adapters.codecs.tensors import (
     float32_to_bf16,
     from_raw,
     kind_of,
+    to_float,
 )
 from omi_adapters.errors import InvalidInputError
 from omi_adapters.types import (
@@ -234,9 +235,7 @@ def _numbers(datatype: str, array: np.ndarray[Any, Any], where: str) -> np.ndarr
         return array.astype(target)
     if kind not in "iuf":
         raise InvalidInputError(f"{where}: {datatype} data must be numbers, got {_describe_kind(array)}")
-    if datatype == "BF16":
-        return bf16_to_float32(float32_to_bf16(array.astype(np.float32)))
-    return array.astype(target)
+    return to_float(datatype, array, where)
 
 
 def _describe_kind(array: np.ndarray[Any, Any]) -> str:

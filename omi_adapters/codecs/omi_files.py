@@ -30,7 +30,7 @@ import numpy as np
 import orjson
 
 from omi_adapters.codecs.oip_json import data_from_json
-from omi_adapters.codecs.tensors import bf16_to_float32, check_shape, float32_to_bf16, kind_of, to_raw
+from omi_adapters.codecs.tensors import check_shape, kind_of, to_float, to_raw
 from omi_adapters.contract import Tensor
 from omi_adapters.errors import ConfigurationError, InvalidInputError, PayloadTooLargeError
 from omi_adapters.metadata import parse_size
@@ -220,8 +220,8 @@ def _cast(datatype: str, array: np.ndarray[Any, Any], where: str) -> np.ndarray[
             raise InvalidInputError(
                 f"{where}: value {int(low if low < info.min else high)} is out of range for {datatype}"
             )
-    if datatype == "BF16":
-        return bf16_to_float32(float32_to_bf16(array.astype(np.float32)))
+    if target.kind == "f":
+        return array if array.dtype == target and datatype != "BF16" else to_float(datatype, array, where)
     return array.astype(target, copy=False)
 
 

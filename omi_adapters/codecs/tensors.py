@@ -28,6 +28,7 @@ __all__ = [
     "from_raw",
     "kind_of",
     "serialize_bytes",
+    "to_float",
     "to_raw",
 ]
 
@@ -180,7 +181,23 @@ def coerce_output(datatype: str, value: Any, where: str) -> np.ndarray[Any, Any]
         return array
     if array.dtype == object or not np.can_cast(array.dtype, target, casting="same_kind"):
         raise ValueError(f"{where}: cannot return {array.dtype} data as {datatype}")
-    return array.astype(target)
+    with np.errstate(over="ignore"):  # a result too large for a narrower float is its infinity
+        return array.astype(target)
+
+
+def to_float(datatype: str, array: np.ndarray[Any, Any], where: str) -> np.ndarray[Any, Any]:
+    """Request numbers as FP16/FP32/FP64/BF16's array dtype, refusing a finite value that the
+    type cannot hold (it would silently become infinity)."""
+    with np.errstate(over="ignore"):
+        out = array.astype(np.float32 if datatype == "BF16" else ARRAY_DTYPES[datatype])
+        if datatype == "BF16":
+            out = bf16_to_float32(float32_to_bf16(out))
+    if out.size and not np.isfinite(out).all():
+        overflowed = ~np.isfinite(out) & np.isfinite(array.astype(np.float64))
+        if overflowed.any():
+            value = array[overflowed].reshape(-1)[0]
+            raise InvalidInputError(f"{where}: value {value} is out of range for {datatype}")
+    return out
 
 
 def _as_bytes(item: Any, where: str = "BYTES") -> bytes:

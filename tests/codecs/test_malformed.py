@@ -176,3 +176,19 @@ def test_json_carries_id_and_parameters() -> None:
     )
     assert request.id == "abc" and request.parameters == {"binary_data_output": True}
     assert binary.wants_binary(request) == {"*": True, "Y": False}
+
+
+@pytest.mark.parametrize(
+    ("datatype", "value"),
+    [("FP32", 3.4028235677973366e38), ("FP16", 65520.0), ("BF16", 3.4e38), ("FP32", -1e39), ("FP16", 10**6)],
+)
+def test_numbers_too_large_for_the_float_type_are_refused(datatype: str, value: float) -> None:
+    body = req({"name": "X", "datatype": datatype, "shape": [2], "data": [1.0, value]})
+    with pytest.raises(InvalidInputError, match=f"input 'X': value .* is out of range for {datatype}"):
+        oip_json.decode_request(body)
+
+
+def test_the_largest_finite_values_are_kept() -> None:
+    for datatype, value in (("FP32", 3.4028234663852886e38), ("FP16", 65504.0), ("FP64", 1.7976931348623157e308)):
+        array = oip_json.decode_request(req({"name": "X", "datatype": datatype, "shape": [1], "data": [value]}))
+        assert float(array.inputs[0].data[0]) == value

@@ -195,3 +195,13 @@ def test_json_nested_past_numpys_dimensions_fails_with_a_clear_error() -> None:
     deep = b"[" * 70 + b'"a"' + b"]" * 70
     with pytest.raises(InvalidInputError, match="input file 'TEXT': shape has 70 dimensions; at most 64"):
         InputFile(Tensor("TEXT", "BYTES", [-1] * 70), batched=False).decode(deep)
+
+
+def test_npy_floats_keep_infinity_but_refuse_overflow() -> None:
+    file = InputFile(Tensor("X", "FP32", [-1]), batched=False)
+    kept = file.decode(npy(np.array([np.inf, -np.inf, 1.0])))
+    assert kept.dtype == np.float32 and kept.tolist() == [np.inf, -np.inf, 1.0]
+    with pytest.raises(InvalidInputError, match="input file 'X': value 1e\\+39 is out of range for FP32"):
+        file.decode(npy(np.array([1.0, 1e39])))
+    rounded = InputFile(Tensor("X", "BF16", [-1]), batched=False).decode(npy(np.array([1.00390625], dtype=np.float32)))
+    assert rounded.tolist() == [1.0]  # float32 data declared BF16 is still rounded to bfloat16
