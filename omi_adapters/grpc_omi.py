@@ -258,7 +258,7 @@ class ModzyModelServicer(pb_grpc.ModzyModelServicer):
 
 
 def _failure(message: str) -> pb.OutputItem:
-    return pb.OutputItem(output={ERROR_FILE: message.encode("utf-8")}, success=False)
+    return pb.OutputItem(output={ERROR_FILE: message.encode("utf-8", "replace")}, success=False)
 
 
 def _run_response(results: list[pb.OutputItem | None], notes: list[str]) -> pb.RunResponse:

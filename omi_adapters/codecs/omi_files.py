@@ -208,7 +208,9 @@ def _cast(datatype: str, array: np.ndarray[Any, Any], where: str) -> np.ndarray[
         if kind == "S":
             return np.array([bytes(v) for v in array.reshape(-1)], dtype=object).reshape(array.shape)
         if kind == "U":
-            return np.array([str(v).encode("utf-8") for v in array.reshape(-1)], dtype=object).reshape(array.shape)
+            return np.array([str(v).encode("utf-8", "surrogatepass") for v in array.reshape(-1)], dtype=object).reshape(
+                array.shape
+            )
         raise InvalidInputError(f"{where}: a .npy of {array.dtype} cannot be BYTES (use a bytes or str array)")
     target = ARRAY_DTYPES[datatype]
     if datatype == "BOOL" and kind != "b" or kind not in "biuf" or not np.can_cast(array.dtype, target, "same_kind"):

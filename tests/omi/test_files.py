@@ -205,3 +205,8 @@ def test_npy_floats_keep_infinity_but_refuse_overflow() -> None:
         file.decode(npy(np.array([1.0, 1e39])))
     rounded = InputFile(Tensor("X", "BF16", [-1]), batched=False).decode(npy(np.array([1.00390625], dtype=np.float32)))
     assert rounded.tolist() == [1.0]  # float32 data declared BF16 is still rounded to bfloat16
+
+
+def test_a_unicode_npy_with_a_lone_surrogate_is_kept_as_its_bytes() -> None:
+    decoded = InputFile(TEXT, batched=False).decode(npy(np.array(["a\ud800"])))
+    assert decoded.tolist() == ["a\ud800".encode("utf-8", "surrogatepass")]
