@@ -237,3 +237,14 @@ def test_alb_with_multi_value_headers(make_handler: Any, adder: Any, events_dir:
     assert answer["statusCode"] == 200 and "headers" not in answer
     assert answer["multiValueHeaders"]["x-omi-cold-start"] == ["true"]
     assert json.loads(response_body(answer))["outputs"][0]["data"] == [2.0, 3.0]
+
+
+@pytest.mark.parametrize(("field", "value"), [("httpMethod", []), ("httpMethod", "P O S T"), ("path", {"a": 1})])
+def test_an_event_whose_method_or_path_is_not_text_is_a_400(
+    make_handler: Any, adder: Any, events_dir: Path, field: str, value: Any
+) -> None:
+    event = http_event(events_dir, "alb", "POST", "/v2/models/adder/infer", json.dumps(ADD).encode())
+    event[field] = value
+    answer = make_handler(adder)(event)
+    assert answer["statusCode"] == 400, answer
+    assert "malformed HTTP event" in json.loads(response_body(answer))["error"]

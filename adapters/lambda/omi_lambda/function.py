@@ -69,10 +69,13 @@ class _Front:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         flag = (COLD_START_HEADER.encode(), b"true" if self.cold else b"false")
-        if self.refusal is not None:
-            body = orjson.dumps({"error": self.refusal.message})
+        refusal = self.refusal
+        if refusal is None and (problem := _scope_problem(scope)):
+            refusal = InvalidInputError(f"malformed HTTP event: {problem}")
+        if refusal is not None:
+            body = orjson.dumps({"error": refusal.message})
             headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()), flag]
-            await send({"type": "http.response.start", "status": HTTP_STATUS[self.refusal.code], "headers": headers})
+            await send({"type": "http.response.start", "status": HTTP_STATUS[refusal.code], "headers": headers})
             await send({"type": "http.response.body", "body": body})
             return
 
@@ -82,6 +85,20 @@ class _Front:
             await send(message)
 
         await self.app(scope, receive, flagged)
+
+
+def _scope_problem(scope: Scope) -> str | None:
+    """What makes the request Mangum read from an event unservable, if anything.
+
+    A real HTTP server never hands an application a method or path that is not text; Mangum
+    copies whatever the event holds, and an odd value would fail deep inside the routing.
+    """
+    method, path = scope.get("method"), scope.get("path")
+    if not isinstance(method, str) or not method.isalpha():
+        return f"the HTTP method must be a word such as POST, got {method!r}"
+    if not isinstance(path, str) or not path.startswith("/"):
+        return f"the path must be text starting with '/', got {path!r}"
+    return None
 
 
 class LambdaFunction:
