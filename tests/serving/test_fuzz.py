@@ -157,3 +157,45 @@ def test_generated_binary_requests_never_get_a_500(
     declared = str(len(head) if length is None else length).encode()
     headers = [(b"content-type", b"application/octet-stream"), (b"inference-header-content-length", declared)]
     _check(*asyncio.run(_post(path, head + payload, headers)))
+
+
+async def _request(method: str, path: str) -> tuple[int, bytes]:
+    scope = {
+        "type": "http", "method": method, "path": path, "raw_path": path.encode("utf-8", "surrogatepass"),
+        "headers": [], "query_string": b"", "root_path": "", "scheme": "http", "http_version": "1.1",
+        "server": ("127.0.0.1", 8080), "client": ("127.0.0.1", 1), "asgi": {"version": "3.0"},
+    }  # fmt: skip
+    sent: list[dict[str, Any]] = []
+
+    async def receive() -> dict[str, Any]:
+        return {"type": "http.request", "body": b"", "more_body": False}
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.append(message)
+
+    await APP(scope, receive, send)
+    return sent[0]["status"], b"".join(m.get("body", b"") for m in sent[1:])
+
+
+segments = st.sampled_from(["v2", "models", "adder", "echo_bytes", "versions", "1", "2", "infer", "ready", "health"])
+segments |= st.sampled_from(["live", "", ".", "..", "docs", "openapi.json"]) | st.text(max_size=5)
+
+
+@pytest.mark.timeout(300)
+@settings(max_examples=800, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    method=st.sampled_from(["GET", "HEAD", "POST", "PUT", "DELETE", "OPTIONS", "PATCH"]),
+    parts=st.lists(segments, max_size=6)
+    | st.tuples(
+        st.just("v2/models"),
+        segments,
+        st.sampled_from(["", "/versions/1", "/versions/9"]) | segments.map(lambda v: f"/versions/{v}"),
+        st.sampled_from(["", "/ready", "/infer"]) | segments.map(lambda a: f"/{a}"),
+    ).map(lambda t: ["".join(t[:1]) + "/" + t[1] + t[2] + t[3]]),
+)
+def test_generated_paths_and_methods_never_get_a_500(method: str, parts: list[str]) -> None:
+    status, body = asyncio.run(_request(method, "/" + "/".join(parts)))
+    event(f"HTTP {status}")
+    assert status < 500, (status, body)
+    if status >= 400 and method != "HEAD":
+        assert orjson.loads(body)["error"]
