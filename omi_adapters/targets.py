@@ -1,4 +1,5 @@
-"""Find the models a ``TARGET`` names: ``path/to/file.py[:attr]`` or ``package.module[:attr]``.
+"""Find the models a ``TARGET`` names: ``path/to/file.py[:attr]`` or ``package.module[:attr]``,
+and, for the builders, where a loaded model's code lives (:func:`model_source`).
 
 Without ``:attr`` every :class:`Model` defined at the module's top level is taken.
 """
@@ -8,13 +9,14 @@ from __future__ import annotations
 import importlib
 import importlib.util
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
 
 from omi_adapters.contract import Model
 from omi_adapters.errors import ConfigurationError
 
-__all__ = ["load_target", "load_targets"]
+__all__ = ["ModelSource", "load_target", "load_targets", "model_source"]
 
 
 def load_targets(targets: list[str]) -> list[Model]:
@@ -77,3 +79,30 @@ def _import(location: str, target: str) -> ModuleType:
         if exc.name and location.startswith(exc.name):
             raise ConfigurationError(f"{target}: no module named '{location}'") from None
         raise
+
+
+@dataclass(frozen=True)
+class ModelSource:
+    """Where a model's code lives, for a build that must bring it along."""
+
+    module: str  #: the name of the module that defines the model
+    attr: str  #: the model's top-level name in that module
+    #: The module's file when it is a model file (TARGET path/to/file.py) that travels as a copy;
+    #: None for a module of a package, which must be installed where the model runs.
+    file: Path | None
+
+
+def model_source(model: Model) -> ModelSource:
+    """Find the module and name of a loaded model, and whether its file can simply be copied."""
+    module = sys.modules.get(getattr(model.target, "__module__", None) or "")
+    if module is None:
+        raise ConfigurationError(f"model '{model.name}': cannot find the module that defines it")
+    attrs = [name for name, value in vars(module).items() if value is model]
+    if not attrs:
+        raise ConfigurationError(f"model '{model.name}' is not a top-level name of module '{module.__name__}'")
+    file = getattr(module, "__file__", None)
+    path = Path(file).resolve() if isinstance(file, str) else None
+    # A package's file, even a top-level one's, is only its __init__.py: a package is installed.
+    if path is None or not path.is_file() or "." in module.__name__ or hasattr(module, "__path__"):
+        path = None
+    return ModelSource(module.__name__, attrs[0], path)

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import shutil
-import sys
 from importlib import metadata as importlib_metadata
 from pathlib import Path
 from typing import Any
@@ -26,6 +25,7 @@ import yaml
 
 from omi_adapters.contract import Model
 from omi_adapters.errors import ConfigurationError
+from omi_adapters.targets import model_source
 from omi_knative import validate
 from omi_knative.containerfile import DEFAULT_BASE, MARKER, ImageSpec, render
 from omi_knative.manifests import Deployment, inference_service, knative_service, request_timeout, service_name
@@ -206,25 +206,17 @@ def _sources(models: list[Model]) -> tuple[list[Path], list[str]]:
     files: dict[str, Path] = {}
     targets: list[str] = []
     for model in models:
-        module = sys.modules.get(getattr(model.target, "__module__", None) or "")
-        if module is None:
-            raise ConfigurationError(f"model '{model.name}': cannot find the module that defines it")
-        attrs = [name for name, value in vars(module).items() if value is model]
-        if not attrs:
-            raise ConfigurationError(f"model '{model.name}' is not a top-level name of module '{module.__name__}'")
-        file = getattr(module, "__file__", None)
-        if "." not in module.__name__ and not hasattr(module, "__path__") and file and Path(file).is_file():
-            # A model file (TARGET path/to/file.py): the image carries a copy of it. A package
-            # (even a top-level one, whose file is its __init__.py) is installed instead.
-            path = Path(file).resolve()
-            if files.setdefault(path.name, path) != path:
-                raise ConfigurationError(
-                    f"{files[path.name]} and {path} would both be model/{path.name} in the image; rename one"
-                )
-            targets.append(f"{path.name}:{attrs[0]}")
-        else:
+        source = model_source(model)
+        if source.file is None:
             # A module of a package: --requirement or --wheel must install it in the image.
-            targets.append(f"{module.__name__}:{attrs[0]}")
+            targets.append(f"{source.module}:{source.attr}")
+            continue
+        path = source.file
+        if files.setdefault(path.name, path) != path:
+            raise ConfigurationError(
+                f"{files[path.name]} and {path} would both be model/{path.name} in the image; rename one"
+            )
+        targets.append(f"{path.name}:{source.attr}")
     return list(files.values()), targets
 
 

@@ -17,12 +17,12 @@ from __future__ import annotations
 import argparse
 import os
 import shutil
-import sys
 import tempfile
 from pathlib import Path
 
 from omi_adapters.contract import Model
 from omi_adapters.errors import ConfigurationError
+from omi_adapters.targets import model_source
 from omi_triton import config as triton_config
 
 __all__ = ["SHIM", "add_arguments", "build", "write_model"]
@@ -129,28 +129,12 @@ def write_model(
 
 def _source_of(model: Model) -> tuple[Path | None, str]:
     """The file to copy and the target the backend loads (relative to the version folder)."""
-    module_name = getattr(model.target, "__module__", None)
-    module = sys.modules.get(module_name or "")
-    if module is None:
-        raise ConfigurationError(f"model '{model.name}': cannot find the module that defines it")
-    attrs = [name for name, value in vars(module).items() if value is model]
-    if not attrs:
-        raise ConfigurationError(f"model '{model.name}' is not a top-level name of module '{module.__name__}'")
-    attr = attrs[0]
-    file = getattr(module, "__file__", None)
-    is_package = hasattr(module, "__path__")  # its file is __init__.py, not the whole package
-    if (
-        "." not in module.__name__
-        and module.__name__ != "__main__"
-        and not is_package
-        and file
-        and Path(file).is_file()
-    ):
+    source = model_source(model)
+    if source.file is not None and source.module != "__main__":
         # A model file (TARGET path/to/file.py): the repository carries a copy of it.
-        path = Path(file).resolve()
-        return path, f"{CODE_DIR}/{path.name}:{attr}"
+        return source.file, f"{CODE_DIR}/{source.file.name}:{source.attr}"
     # A module of a package: the model environment must have the package installed.
-    return None, f"{module.__name__}:{attr}"
+    return None, f"{source.module}:{source.attr}"
 
 
 def _check_ours(folder: Path) -> None:
