@@ -21,7 +21,7 @@ from omi_adapters.errors import ConfigurationError, InvalidInputError, ModelNotF
 from omi_adapters.loading import LoadPolicy, LoadState
 from omi_adapters.types import InferenceRequest, InferenceResponse, OutputTensor
 
-__all__ = ["EXTENSIONS", "PREDICT_THREAD_PREFIX", "SERVER_NAME", "DataPlane", "in_thread"]
+__all__ = ["EXTENSIONS", "PREDICT_THREAD_PREFIX", "SERVER_NAME", "DataPlane", "call_async", "call_sync", "in_thread"]
 
 SERVER_NAME = "omi-adapters"
 #: The names of the threads that run sync predict functions (and loads) start with this.
@@ -135,11 +135,11 @@ class DataPlane:
         names = _requested_names(model, request)
         batch = request.inputs[0].shape[0] if model.max_batch_size and request.inputs else None
         if model.is_async:
-            result = await _call_async(model, predict, arrays)
+            result = await call_async(model, predict, arrays)
         elif model.run_in_thread:
-            result = await in_thread(self.executor, _call_sync, model, predict, arrays)
+            result = await in_thread(self.executor, call_sync, model, predict, arrays)
         else:
-            result = _call_sync(model, predict, arrays)
+            result = call_sync(model, predict, arrays)
         outputs = model.check_outputs(result, batch)
         tensors = [
             OutputTensor(
@@ -199,7 +199,8 @@ def _requested_names(model: Model, request: InferenceRequest) -> set[str] | None
     return names
 
 
-def _call_sync(model: Model, predict: Any, arrays: dict[str, Any]) -> Any:
+def call_sync(model: Model, predict: Any, arrays: dict[str, Any]) -> Any:
+    """Call a sync predict; anything it raises, but an :class:`OmiError`, is a logged :class:`PredictError`."""
     try:
         return predict(**arrays)
     except OmiError:
@@ -208,7 +209,8 @@ def _call_sync(model: Model, predict: Any, arrays: dict[str, Any]) -> Any:
         raise _predict_failed(model, exc) from exc
 
 
-async def _call_async(model: Model, predict: Any, arrays: dict[str, Any]) -> Any:
+async def call_async(model: Model, predict: Any, arrays: dict[str, Any]) -> Any:
+    """Await an async predict, its errors reported as :func:`call_sync` reports them."""
     try:
         return await predict(**arrays)
     except OmiError:

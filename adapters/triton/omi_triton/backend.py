@@ -25,6 +25,7 @@ import numpy as np
 
 from omi_adapters.codecs.tensors import bf16_to_float32, float32_to_bf16
 from omi_adapters.contract import Model
+from omi_adapters.dataplane import call_async, call_sync
 from omi_adapters.errors import ConfigurationError, OmiError, PredictError
 from omi_adapters.targets import load_target
 from omi_adapters.types import InputTensor
@@ -130,15 +131,10 @@ class TritonPythonModel:
     def _call(self, predict: Callable[..., Any], arrays: Arrays, batch: int | None) -> Arrays:
         model = self.model
         assert model is not None
-        try:
-            result = predict(**arrays)
-            if self._loop is not None:
-                result = self._loop.run_until_complete(result)
-        except OmiError:
-            raise
-        except Exception as exc:
-            log.exception("predict of model %r raised", model.name)
-            raise PredictError.raised(model.name, exc) from exc
+        if self._loop is None:
+            result = call_sync(model, predict, arrays)
+        else:
+            result = self._loop.run_until_complete(call_async(model, predict, arrays))
         return model.check_outputs(result, batch)
 
     # --- tensors ---------------------------------------------------------------------------
