@@ -31,7 +31,7 @@ except ModuleNotFoundError as exc:  # pragma: no cover - depends on the installa
 
 from omi_adapters.codecs.omi_files import ERROR_FILE, FileCodec
 from omi_adapters.contract import Model
-from omi_adapters.dataplane import DataPlane
+from omi_adapters.dataplane import DataPlane, in_thread
 from omi_adapters.errors import ErrorCode, ModelNotReadyError, OmiError, PredictTimeoutError
 from omi_adapters.grpc_health import NOT_SERVING, SERVING, Health
 from omi_adapters.metadata import parse_duration
@@ -140,8 +140,7 @@ class ModzyModelServicer(pb_grpc.ModzyModelServicer):
         size = sum(len(data) for item in request.inputs for data in item.input.values())
         if size > _DECODE_ON_LOOP_BYTES:
             # Parsing megabytes of JSON would stall every other call on the loop: use a thread.
-            loop = asyncio.get_running_loop()
-            items = await loop.run_in_executor(self._dataplane.executor, self._decode, request, results)
+            items = await in_thread(self._dataplane.executor, self._decode, request, results)
         else:
             items = self._decode(request, results)
         # One chunk after another: the run timeout bounds each predict call (§1.4, "per-item
