@@ -16,21 +16,11 @@ from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
 from omi_adapters.codecs.typed_contents import CONTENTS_FIELD
-from omi_adapters.dataplane import DataPlane
 from omi_adapters.errors import OmiError
 from omi_adapters.grpc_oip import decode_request, encode_response
 from omi_adapters.protos import open_inference_grpc_pb2 as pb
-from omi_adapters.targets import load_targets
-from omi_adapters.types import DATATYPES
-from tests.conftest import EXAMPLES
-from tests.serving.models import ECHO
-
-ECHOES = [ECHO[datatype] for datatype in ("FP16", "BYTES", "UINT64", "BOOL", "BF16", "INT8")]
-PLANE = DataPlane([*load_targets([str(EXAMPLES / "adder.py")]), *ECHOES])
-PLANE.start()
-TARGETS = [("adder", "X", "FP32", 2)] + [(m.name, "IN", m.inputs[0].datatype, 1) for m in ECHOES]
-WIDTH = {"BOOL": 1, "UINT8": 1, "INT8": 1, "UINT16": 2, "INT16": 2, "FP16": 2, "BF16": 2, "UINT32": 4}
-WIDTH |= {"INT32": 4, "FP32": 4, "UINT64": 8, "INT64": 8, "FP64": 8, "BYTES": 1}
+from omi_adapters.types import DATATYPES, WIRE_DTYPES
+from tests.serving.fuzz_models import PLANE, TARGETS
 
 FIELD_VALUES: dict[str, Any] = {
     "bool_contents": st.booleans(),
@@ -56,7 +46,7 @@ def requests(draw: st.DrawFn) -> pb.ModelInferRequest:
     tensor = message.inputs.add(name=draw(st.sampled_from([name, name, "Z", ""])), datatype=datatype, shape=shape)
     count = int(np.prod(shape)) if shape and all(0 <= d <= 3 for d in shape) else 2
     if draw(st.booleans()):  # raw contents: the right size, or any bytes
-        size = count * WIDTH.get(datatype, 4)
+        size = count * (WIRE_DTYPES[datatype].itemsize if datatype in WIRE_DTYPES else 4)
         if datatype == "BYTES":
             raw = b"".join(
                 len(item).to_bytes(4, "little") + item

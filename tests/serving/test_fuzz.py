@@ -15,16 +15,10 @@ import pytest
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
-from omi_adapters.dataplane import DataPlane
 from omi_adapters.rest import build_app
-from omi_adapters.targets import load_targets
 from omi_adapters.types import DATATYPES
-from tests.conftest import EXAMPLES
-from tests.serving.models import ECHO
+from tests.serving.fuzz_models import PLANE, TARGETS
 
-ECHOES = [ECHO[datatype] for datatype in ("FP16", "BYTES", "UINT64", "BOOL", "BF16")]
-PLANE = DataPlane([*load_targets([str(EXAMPLES / "adder.py")]), *ECHOES])
-PLANE.start()
 APP = build_app(PLANE, max_body_bytes=1 << 20)
 
 anything = st.recursive(
@@ -42,8 +36,6 @@ parameters = st.none() | st.dictionaries(
 )
 
 
-# The served models' inputs: (model, input, datatype, rank).
-TARGETS = [("adder", "X", "FP32", 2)] + [(m.name, "IN", m.inputs[0].datatype, 1) for m in ECHOES]
 ELEMENTS = {
     "BOOL": st.booleans(),
     "BYTES": st.text(max_size=4),
@@ -98,21 +90,20 @@ request = st.fixed_dictionaries(
     },
 )
 paths = st.sampled_from(
-    [
-        "/v2/models/adder/infer",
-        "/v2/models/echo_fp16/infer",
-        "/v2/models/echo_bytes/infer",
-        "/v2/models/echo_uint64/infer",
-        "/v2/models/echo_bool/infer",
-        "/v2/models/echo_bf16/infer",
-        "/v2/models/adder/versions/1/infer",
-        "/v2/models/nope/infer",
-    ]
+    [f"/v2/models/{model}/infer" for model, *_ in TARGETS]
+    + ["/v2/models/adder/versions/1/infer", "/v2/models/nope/infer"]
 )
 
 
-async def _post(path: str, body: bytes, headers: list[tuple[bytes, bytes]]) -> tuple[int, bytes]:
-    scope = {"type": "http", "method": "POST", "path": path, "headers": headers, "query_string": b""}
+async def _call(
+    method: str, path: str, headers: list[tuple[bytes, bytes]] | None = None, body: bytes = b""
+) -> tuple[int, bytes]:
+    """One request through the ASGI app: the status and the body it answered."""
+    scope = {
+        "type": "http", "method": method, "path": path, "raw_path": path.encode("utf-8", "surrogatepass"),
+        "headers": headers or [], "query_string": b"", "root_path": "", "scheme": "http", "http_version": "1.1",
+        "server": ("127.0.0.1", 8080), "client": ("127.0.0.1", 1), "asgi": {"version": "3.0"},
+    }  # fmt: skip
     sent: list[dict[str, Any]] = []
     delivered = False
 
@@ -127,8 +118,7 @@ async def _post(path: str, body: bytes, headers: list[tuple[bytes, bytes]]) -> t
         sent.append(message)
 
     await APP(scope, receive, send)
-    status = sent[0]["status"]
-    return status, b"".join(m.get("body", b"") for m in sent[1:])
+    return sent[0]["status"], b"".join(m.get("body", b"") for m in sent[1:])
 
 
 def _check(status: int, body: bytes) -> None:
@@ -144,7 +134,7 @@ def _check(status: int, body: bytes) -> None:
 @given(case=st.tuples(paths, request) | near_valid())
 def test_generated_json_requests_never_get_a_500(case: tuple[str, dict[str, Any]]) -> None:
     path, body = case
-    _check(*asyncio.run(_post(path, json.dumps(body).encode(), [(b"content-type", b"application/json")])))
+    _check(*asyncio.run(_call("POST", path, [(b"content-type", b"application/json")], json.dumps(body).encode())))
 
 
 @pytest.mark.timeout(300)
@@ -156,25 +146,7 @@ def test_generated_binary_requests_never_get_a_500(
     head = json.dumps(header).encode()
     declared = str(len(head) if length is None else length).encode()
     headers = [(b"content-type", b"application/octet-stream"), (b"inference-header-content-length", declared)]
-    _check(*asyncio.run(_post(path, head + payload, headers)))
-
-
-async def _request(method: str, path: str) -> tuple[int, bytes]:
-    scope = {
-        "type": "http", "method": method, "path": path, "raw_path": path.encode("utf-8", "surrogatepass"),
-        "headers": [], "query_string": b"", "root_path": "", "scheme": "http", "http_version": "1.1",
-        "server": ("127.0.0.1", 8080), "client": ("127.0.0.1", 1), "asgi": {"version": "3.0"},
-    }  # fmt: skip
-    sent: list[dict[str, Any]] = []
-
-    async def receive() -> dict[str, Any]:
-        return {"type": "http.request", "body": b"", "more_body": False}
-
-    async def send(message: dict[str, Any]) -> None:
-        sent.append(message)
-
-    await APP(scope, receive, send)
-    return sent[0]["status"], b"".join(m.get("body", b"") for m in sent[1:])
+    _check(*asyncio.run(_call("POST", path, headers, head + payload)))
 
 
 segments = st.sampled_from(["v2", "models", "adder", "echo_bytes", "versions", "1", "2", "infer", "ready", "health"])
@@ -194,7 +166,7 @@ segments |= st.sampled_from(["live", "", ".", "..", "docs", "openapi.json"]) | s
     ).map(lambda t: ["".join(t[:1]) + "/" + t[1] + t[2] + t[3]]),
 )
 def test_generated_paths_and_methods_never_get_a_500(method: str, parts: list[str]) -> None:
-    status, body = asyncio.run(_request(method, "/" + "/".join(parts)))
+    status, body = asyncio.run(_call(method, "/" + "/".join(parts)))
     event(f"HTTP {status}")
     assert status < 500, (status, body)
     if status >= 400 and method != "HEAD":
