@@ -11,6 +11,7 @@ import time
 
 import grpc
 import numpy as np
+from load import summary  # bench/ is this script's folder, first on sys.path
 
 from omi_adapters.protos import open_inference_grpc_pb2 as pb
 
@@ -40,13 +41,7 @@ async def run(target: str, calls: int, seconds: float) -> dict[str, float]:
         until = started + seconds
         await asyncio.gather(*(_caller(call, until, latencies) for _ in range(calls)))
         elapsed = time.perf_counter() - started
-    latencies.sort()
-    return {
-        "requests": len(latencies),
-        "rps": len(latencies) / elapsed,
-        "p50_us": latencies[len(latencies) // 2] * 1e6,
-        "p99_us": latencies[int(len(latencies) * 0.99)] * 1e6,
-    }
+    return summary(latencies, elapsed)
 
 
 if __name__ == "__main__":

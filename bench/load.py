@@ -41,7 +41,11 @@ async def run(host: str, port: int, path: str, body: bytes, connections: int, se
     started = time.perf_counter()
     until = started + seconds
     await asyncio.gather(*(_connection(host, port, request, until, latencies) for _ in range(connections)))
-    elapsed = time.perf_counter() - started
+    return summary(latencies, time.perf_counter() - started)
+
+
+def summary(latencies: list[float], elapsed: float) -> dict[str, float]:
+    """Requests, requests/s and the p50 and p99 latency of a run (shared with grpc_load.py)."""
     latencies.sort()
     return {
         "requests": len(latencies),
