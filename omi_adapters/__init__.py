@@ -12,34 +12,40 @@ __version__ = "0.1.0"
 from omi_adapters.contract import Model, Tensor, model
 from omi_adapters.errors import (
     ConfigurationError,
+    DeadlineExceededError,
     ErrorCode,
     InvalidInputError,
     ModelLoadError,
     ModelNotFoundError,
     ModelNotReadyError,
+    ModelStalledError,
     OmiError,
+    OverloadedError,
     PayloadTooLargeError,
     PredictError,
-    PredictTimeoutError,
     ServerStoppingError,
+    UnauthenticatedError,
 )
 from omi_adapters.types import DATATYPES
 
 __all__ = [
     "DATATYPES",
     "ConfigurationError",
+    "DeadlineExceededError",
     "ErrorCode",
     "InvalidInputError",
     "Model",
     "ModelLoadError",
     "ModelNotFoundError",
     "ModelNotReadyError",
+    "ModelStalledError",
     "OmiError",
+    "OverloadedError",
     "PayloadTooLargeError",
     "PredictError",
-    "PredictTimeoutError",
     "ServerStoppingError",
     "Tensor",
+    "UnauthenticatedError",
     "__version__",
     "model",
 ]

@@ -18,7 +18,15 @@ import numpy as np
 from omi_adapters.codecs.tensors import coerce_output
 from omi_adapters.errors import ConfigurationError, InvalidInputError, PredictError
 from omi_adapters.loading import Loader, LoadPolicy, LoadState
-from omi_adapters.metadata import Description, Features, OmiMetadata, Resources, Timeouts, build_metadata
+from omi_adapters.metadata import (
+    Description,
+    Features,
+    OmiMetadata,
+    Resources,
+    Timeouts,
+    build_metadata,
+    parse_duration,
+)
 from omi_adapters.types import DATATYPES, InputTensor
 
 __all__ = ["Model", "Tensor", "model"]
@@ -100,6 +108,8 @@ class Model:
         ready_timeout: float,
         metadata: OmiMetadata,
         run_in_thread: bool = True,
+        max_concurrency: int | None = None,
+        max_queue: int | None = None,
     ) -> None:
         if not isinstance(name, str) or not _NAME.match(name):
             raise ConfigurationError(f"model name {name!r} must be letters, digits, '_', '.', '-'")
@@ -132,6 +142,14 @@ class Model:
         if not isinstance(run_in_thread, bool):
             raise ConfigurationError(f"model '{name}': run_in_thread must be True or False, got {run_in_thread!r}")
         self.run_in_thread = run_in_thread
+        for option, value in (("max_concurrency", max_concurrency), ("max_queue", max_queue)):
+            if value is not None and (type(value) is not int or value < (1 if option == "max_concurrency" else 0)):
+                low = 1 if option == "max_concurrency" else 0
+                raise ConfigurationError(f"model '{name}': {option} must be an integer >= {low}, got {value!r}")
+        self.max_concurrency = max_concurrency
+        self.max_queue = max_queue
+        #: The declared run timeout in seconds (None for "0s"): every request's deadline is at most this.
+        self.run_timeout: float | None = parse_duration(metadata.timeouts.run, f"model '{name}' timeouts.run") or None
         self.target = target
         self._input_by_name = {t.name: t for t in self.inputs}
         self._output_names = frozenset(t.name for t in self.outputs)
@@ -285,6 +303,8 @@ class Model:
             "max_batch_size": self.max_batch_size,
             "async": self.is_async,
             "run_in_thread": self.run_in_thread and not self.is_async,
+            "max_concurrency": self.max_concurrency,
+            "max_queue": self.max_queue,
             "omi": self.metadata.to_dict(),
         }
 
@@ -370,6 +390,8 @@ def model(
     max_batch_size: int = 0,
     ready_timeout: float = 60.0,
     run_in_thread: bool = True,
+    max_concurrency: int | None = None,
+    max_queue: int | None = None,
     author: str = "",
     model_type: str = "grpc",
     source: str = "omi-adapters",
@@ -394,6 +416,11 @@ def model(
             thread hand-off (tens of microseconds): only for a predict that takes microseconds,
             such as a small numpy expression: while it runs, nothing else is served, and no
             timeout can cut it short. Async predicts always run on the loop.
+        max_concurrency: how many calls of this predict may run at once (default: the server's
+            ``--predict-threads`` for a sync predict, 64 for an async one). Each model has its
+            own slots and its own threads, so a hung predict never holds up another model.
+        max_queue: how many requests may wait for a free slot (default: the server's
+            ``--max-queue``); more are refused at once with 503 and ``Retry-After``.
         author, model_type, source, description, resources, timeouts, features: OMI metadata,
             as the OMI ``Status`` reply carries it (interfaces.md §1.3).
 
@@ -422,6 +449,8 @@ def model(
             ready_timeout=ready_timeout,
             metadata=metadata,
             run_in_thread=run_in_thread,
+            max_concurrency=max_concurrency,
+            max_queue=max_queue,
         )
 
     return decorate

@@ -1,10 +1,11 @@
 """The transport-neutral dispatcher every front end calls: health, metadata and inference.
 
 Front ends only translate between their wire format and :class:`InferenceRequest` /
-:class:`InferenceResponse`; finding the model, waiting for its load, checking inputs,
-running predict (sync functions in a thread pool unless the model says otherwise, async
-ones on the loop) and checking
-outputs happen here, once.
+:class:`InferenceResponse`; finding the model, waiting for its load, checking inputs, the
+request's deadline, the model's predict slots (:mod:`omi_adapters.limits`), running predict
+(sync functions in the model's own threads unless it says otherwise, async ones on the loop)
+and checking outputs happen here, once. Front ends admit a request (:meth:`DataPlane.admit`)
+as soon as they know its size, before reading or decoding it.
 """
 
 from __future__ import annotations
@@ -17,7 +18,16 @@ from typing import Any, TypeVar
 
 from omi_adapters import __version__
 from omi_adapters.contract import Model
-from omi_adapters.errors import ConfigurationError, InvalidInputError, ModelNotFoundError, OmiError, PredictError
+from omi_adapters.errors import (
+    ConfigurationError,
+    InvalidInputError,
+    ModelNotFoundError,
+    ModelNotReadyError,
+    OmiError,
+    PredictError,
+)
+from omi_adapters.limits import DEFAULT_ASYNC_CONCURRENCY, Admission, Deadline, Limits, ModelGate, Ticket
+from omi_adapters.limits import default_predict_threads as _default_threads
 from omi_adapters.loading import LoadPolicy, LoadState
 from omi_adapters.types import InferenceRequest, InferenceResponse, OutputTensor
 
@@ -34,9 +44,22 @@ T = TypeVar("T")
 
 
 class DataPlane:
-    """The models of one server process, and the requests they serve."""
+    """The models of one server process, and the requests they serve.
 
-    def __init__(self, models: Iterable[Model], *, executor: concurrent.futures.Executor | None = None) -> None:
+    Args:
+        models: the models to serve (names and versions unique).
+        limits: the server-wide deadline and bounds (defaults as ``omi serve`` documents them).
+        executor: runs loads and the decoding of large requests (predicts run in each model's
+            own threads); default: a pool of its own.
+    """
+
+    def __init__(
+        self,
+        models: Iterable[Model],
+        *,
+        limits: Limits | None = None,
+        executor: concurrent.futures.Executor | None = None,
+    ) -> None:
         self._models: dict[str, dict[str, Model]] = {}
         for model in models:
             versions = self._models.setdefault(model.name, {})
@@ -45,30 +68,59 @@ class DataPlane:
             versions[model.version] = model
         if not self._models:
             raise ConfigurationError("no models to serve")
-        #: Runs sync predict functions and loads; threads start on first use.
+        self.limits = limits = limits or Limits()
+        #: Runs loads and large decodes; threads start on first use.
         self.executor = executor or concurrent.futures.ThreadPoolExecutor(thread_name_prefix=PREDICT_THREAD_PREFIX)
+        self.admission = Admission(limits.max_inflight, limits.max_inflight_bytes)
+        threads = limits.predict_threads or _default_threads()
+        self._gates: dict[Model, ModelGate] = {}
+        for model in self.models:
+            default = DEFAULT_ASYNC_CONCURRENCY if model.is_async else threads
+            self._gates[model] = ModelGate(
+                model.name,
+                model.max_concurrency or default,
+                limits.max_queue if model.max_queue is None else model.max_queue,
+                f"{PREDICT_THREAD_PREFIX}-{model.name}",
+            )
+        self._server_timeout = (limits.request_timeout, f"the server's request timeout ({limits.request_timeout:g}s)")
+        self._loads: dict[Model, asyncio.Future[Any]] = {}
 
     @property
     def models(self) -> list[Model]:
         """Every served model (all versions), in the order given."""
         return [m for versions in self._models.values() for m in versions.values()]
 
+    def gate(self, model: Model) -> ModelGate:
+        """The predict slots, queue and threads of ``model``."""
+        return self._gates[model]
+
     def start(self) -> None:
         """Start every model's load as its policy says (eager models load here)."""
         for model in self.models:
             model.start()
 
+    def close(self) -> None:
+        """Stop the thread pools without waiting for calls still running (nobody awaits them)."""
+        for gate in self._gates.values():
+            gate.shutdown()
+        self.executor.shutdown(wait=False, cancel_futures=True)
+
     def live(self) -> bool:
-        """The server answers requests."""
-        return True
+        """The server can answer: no model has been stalled for longer than ``stall_timeout``.
+
+        A model whose every predict slot is held by a hung call cannot recover by itself
+        (Python cannot stop a thread); liveness turning false is how a platform learns that
+        the process must be replaced (a Kubernetes liveness probe on ``/v2/health/live``).
+        """
+        limit = self.limits.stall_timeout
+        return not limit or all(g.stalled_for() <= limit for g in self._gates.values())
 
     def ready(self) -> bool:
         """Every model can take requests now (see :meth:`model_ready`)."""
         return all(self.model_ready(m) for m in self.models)
 
-    @staticmethod
-    def model_ready(model: Model) -> bool:
-        """The model is loaded and can serve now.
+    def model_ready(self, model: Model) -> bool:
+        """The model is loaded and can serve now (not stalled).
 
         A lazy model that nobody has asked for yet starts loading in the background when
         readiness is asked: the honest answer is "not yet", and a probe that waits for
@@ -76,7 +128,7 @@ class DataPlane:
         platform will only send once the model is ready.
         """
         if model.ready:
-            return True
+            return not self._gates[model].stalled
         if model.load_policy is LoadPolicy.LAZY and model.state is LoadState.UNLOADED:
             model.load_in_background()
         return False
@@ -118,27 +170,82 @@ class DataPlane:
             index.append(entry)
         return index
 
-    async def wait_ready(self, model: Model) -> Any:
-        """Return the model's predict function, loading it off the loop if it must load."""
+    def admit(self, nbytes: int = 0) -> Ticket:
+        """Admit one request holding ``nbytes`` into the server-wide in-flight bounds.
+
+        Raises :class:`~omi_adapters.errors.OverloadedError` past them. Close the ticket (or
+        use it as a context manager) when the request is answered.
+        """
+        return self.admission.enter(nbytes)
+
+    def deadline(self, model: Model, timeout: float | None = None) -> Deadline:
+        """The deadline of a request of ``model`` arriving now whose client allows ``timeout`` seconds."""
+        run = model.run_timeout
+        return Deadline.earliest(
+            self._server_timeout,
+            (run, f"its run timeout ({model.metadata.timeouts.run})") if run is not None else (None, ""),
+            (timeout, f"the client's deadline ({timeout:.3g}s)") if timeout is not None else (None, ""),
+        )
+
+    async def wait_ready(self, model: Model, timeout: float | None = None) -> Any:
+        """Return the model's predict function, loading it off the loop if it must load.
+
+        Every caller waits on one load, whose thread a request never holds; a caller that
+        gives up after ``timeout`` seconds gets :class:`ModelNotReadyError` while the load goes on.
+        """
         if model.ready:
             return model.wait_ready(0)
-        return await in_thread(self.executor, model.wait_ready)
+        load = self._loads.get(model)
+        if load is None or load.done():
+            load = asyncio.ensure_future(in_thread(self.executor, model.wait_ready))
+            # The outcome is read by whoever waits; this only keeps an unawaited failure quiet.
+            load.add_done_callback(lambda task: task.cancelled() or task.exception())
+            self._loads[model] = load
+        try:
+            return await asyncio.wait_for(asyncio.shield(load), timeout)
+        except TimeoutError:
+            raise ModelNotReadyError(
+                f"model '{model.name}' is still loading (waited {timeout:.3g}s)", retry_after=1.0
+            ) from None
 
-    async def infer(self, name: str, version: str | None, request: InferenceRequest) -> InferenceResponse:
+    async def infer(
+        self, name: str, version: str | None, request: InferenceRequest, *, timeout: float | None = None
+    ) -> InferenceResponse:
         """Run one inference request through the contract of the model of that name and version."""
-        return await self.run(self.get(name, version), request)
+        return await self.run(self.get(name, version), request, timeout=timeout)
 
-    async def run(self, model: Model, request: InferenceRequest) -> InferenceResponse:
-        """Run one inference request through ``model``'s contract (a model found by :meth:`get`)."""
-        predict = model.wait_ready(0) if model.ready else await self.wait_ready(model)
+    async def run(self, model: Model, request: InferenceRequest, *, timeout: float | None = None) -> InferenceResponse:
+        """Run one inference request through ``model``'s contract (a model found by :meth:`get`).
+
+        ``timeout`` is what the client allows (a gRPC deadline, Lambda's remaining time); the
+        request's deadline is the earliest of it, the server's and the model's run timeout.
+        Past the deadline the request fails with :class:`DeadlineExceededError`; an async
+        predict is cancelled then, a sync one runs on in its thread, holding its slot.
+        """
+        deadline = self.deadline(model, timeout)
+        if model.ready:
+            predict = model.wait_ready(0)
+        else:
+            predict = await self.wait_ready(model, max(0.0, deadline.remaining()))
         arrays = model.bind_inputs(request.inputs)
         names = _requested_names(model, request)
         batch = request.inputs[0].shape[0] if model.max_batch_size and request.inputs else None
         if model.is_async:
-            result = await call_async(model, predict, arrays)
+            gate = self._gates[model]
+            call = await gate.acquire(deadline)
+            try:
+                async with asyncio.timeout(deadline.remaining()):
+                    result = await call_async(model, predict, arrays)
+            except TimeoutError:
+                raise deadline.exceeded(model.name) from None
+            finally:
+                gate.release(call)
         elif model.run_in_thread:
-            result = await in_thread(self.executor, call_sync, model, predict, arrays)
+            gate = self._gates[model]
+            call = await gate.acquire(deadline)
+            result = await gate.in_thread(call, deadline, call_sync, model, predict, arrays)
         else:
+            # On the loop: nothing else runs meanwhile, so no slot or queue could be contended.
             result = call_sync(model, predict, arrays)
         outputs = model.check_outputs(result, batch)
         tensors = [
@@ -155,8 +262,8 @@ async def in_thread(executor: concurrent.futures.Executor, fn: Callable[..., T],
     """Run ``fn(*args)`` in ``executor`` and await its result (or exception) on this loop.
 
     ``loop.run_in_executor`` chains a concurrent future to an asyncio one, which costs about
-    as much again as the thread hand-off itself; on the hot path the worker instead hands its
-    outcome straight back with one ``call_soon_threadsafe``.
+    as much again as the thread hand-off itself; the worker instead hands its outcome straight
+    back with one ``call_soon_threadsafe``.
     """
     loop = asyncio.get_running_loop()
     future: asyncio.Future[T] = loop.create_future()
@@ -200,25 +307,38 @@ def _requested_names(model: Model, request: InferenceRequest) -> set[str] | None
 
 
 def call_sync(model: Model, predict: Any, arrays: dict[str, Any]) -> Any:
-    """Call a sync predict; anything it raises, but an :class:`OmiError`, is a logged :class:`PredictError`."""
+    """Call a sync predict; anything it raises, but an :class:`OmiError`, is a logged :class:`PredictError`.
+
+    ``BaseException`` included: a stray ``sys.exit()`` or ``KeyboardInterrupt`` in model code
+    fails its request, never the server.
+    """
     try:
         return predict(**arrays)
     except OmiError:
         raise
-    except Exception as exc:
+    except BaseException as exc:  # user code: see the docstring
         raise _predict_failed(model, exc) from exc
 
 
 async def call_async(model: Model, predict: Any, arrays: dict[str, Any]) -> Any:
-    """Await an async predict, its errors reported as :func:`call_sync` reports them."""
+    """Await an async predict, its errors reported as :func:`call_sync` reports them.
+
+    A cancellation that this task was asked for (a deadline, a client that went away, the
+    server stopping) goes on; a ``CancelledError`` the predict raised by itself is its failure.
+    """
     try:
         return await predict(**arrays)
     except OmiError:
         raise
-    except Exception as exc:
+    except asyncio.CancelledError as exc:
+        task = asyncio.current_task()
+        if task is not None and task.cancelling():
+            raise
+        raise _predict_failed(model, exc) from exc
+    except BaseException as exc:  # user code
         raise _predict_failed(model, exc) from exc
 
 
-def _predict_failed(model: Model, exc: Exception) -> PredictError:
-    log.exception("predict of model %r raised", model.name)
+def _predict_failed(model: Model, exc: BaseException) -> PredictError:
+    log.error("predict of model %r raised", model.name, exc_info=exc)
     return PredictError.raised(model.name, exc)

@@ -7,12 +7,18 @@ once, in one table (HTTP status, gRPC status, OMI item failure, Triton ``TritonE
     ├── ConfigurationError      a model declaration or a server setting is wrong
     ├── InvalidInputError       a request does not match the wire format or the contract
     │   └── PayloadTooLargeError  a request is larger than a declared limit
+    ├── UnauthenticatedError    the request lacks the server's bearer token
     ├── ModelNotFoundError      no model (or version) of that name is served
     ├── ModelNotReadyError      the model is not loaded (yet)
-    │   └── ModelLoadError      loading the model failed; retried only when asked
+    │   ├── ModelLoadError      loading the model failed; retried only when asked
+    │   └── ModelStalledError   every predict slot of the model is stuck past its deadline
+    ├── OverloadedError         a server-wide or per-model bound on waiting work is reached
     ├── PredictError            the user's predict raised or returned a wrong value
-    ├── PredictTimeoutError     predict took longer than the declared run timeout
+    ├── DeadlineExceededError   the request's deadline passed before it was answered
     └── ServerStoppingError     the server stopped before the request finished
+
+Errors that a client should retry later carry ``retry_after`` (seconds), which HTTP sends as
+``Retry-After`` and gRPC as ``grpc-retry-pushback-ms``.
 """
 
 from __future__ import annotations
@@ -21,26 +27,35 @@ import enum
 
 __all__ = [
     "ConfigurationError",
+    "DeadlineExceededError",
     "ErrorCode",
     "InvalidInputError",
     "ModelLoadError",
     "ModelNotFoundError",
     "ModelNotReadyError",
+    "ModelStalledError",
     "OmiError",
+    "OverloadedError",
     "PayloadTooLargeError",
     "PredictError",
-    "PredictTimeoutError",
     "ServerStoppingError",
+    "UnauthenticatedError",
 ]
 
 
 class ErrorCode(enum.Enum):
-    """Transport-neutral error classes; the names follow gRPC's canonical codes."""
+    """Transport-neutral error classes; the names follow gRPC's canonical codes.
+
+    ``OVERLOADED`` is the one that is not: too much work in flight, which gRPC reports as
+    RESOURCE_EXHAUSTED but HTTP as 503 (``RESOURCE_EXHAUSTED`` is a request too large, 413).
+    """
 
     INVALID_ARGUMENT = "INVALID_ARGUMENT"
     RESOURCE_EXHAUSTED = "RESOURCE_EXHAUSTED"
+    UNAUTHENTICATED = "UNAUTHENTICATED"
     NOT_FOUND = "NOT_FOUND"
     UNAVAILABLE = "UNAVAILABLE"
+    OVERLOADED = "OVERLOADED"
     INTERNAL = "INTERNAL"
     DEADLINE_EXCEEDED = "DEADLINE_EXCEEDED"
 
@@ -49,10 +64,14 @@ class OmiError(Exception):
     """Base of every error raised by omi-adapters."""
 
     code: ErrorCode = ErrorCode.INTERNAL
+    #: Seconds after which a retry may succeed, for errors that say "not now".
+    retry_after: float | None = None
 
-    def __init__(self, message: str) -> None:
+    def __init__(self, message: str, *, retry_after: float | None = None) -> None:
         super().__init__(message)
         self.message = message
+        if retry_after is not None:
+            self.retry_after = retry_after
 
     def __str__(self) -> str:
         return self.message
@@ -76,6 +95,12 @@ class PayloadTooLargeError(InvalidInputError):
     code = ErrorCode.RESOURCE_EXHAUSTED
 
 
+class UnauthenticatedError(OmiError):
+    """The server requires a bearer token and the request did not carry the right one."""
+
+    code = ErrorCode.UNAUTHENTICATED
+
+
 class ModelNotFoundError(OmiError):
     """No model of that name, or no such version of it, is served here."""
 
@@ -92,6 +117,20 @@ class ModelLoadError(ModelNotReadyError):
     """The model's loader raised; the failure is kept until a retry is asked for."""
 
 
+class ModelStalledError(ModelNotReadyError):
+    """Every predict slot of the model is held by a call past its deadline (a hung predict).
+
+    The model answers nothing until one of them returns; readiness is false meanwhile, and
+    liveness turns false if it lasts (so the platform replaces the process).
+    """
+
+
+class OverloadedError(OmiError):
+    """Too much work is waiting: the server's in-flight bounds or the model's queue are full."""
+
+    code = ErrorCode.OVERLOADED
+
+
 class PredictError(OmiError):
     """The user's predict raised, or returned something that breaks the declared outputs."""
 
@@ -105,8 +144,8 @@ class PredictError(OmiError):
         return cls(f"model '{model}' failed: {type(exc).__name__}{': ' + text if text else ''}")
 
 
-class PredictTimeoutError(OmiError):
-    """Predict did not finish within the model's declared run timeout."""
+class DeadlineExceededError(OmiError):
+    """The request's deadline (the client's, the server's or the model's) passed first."""
 
     code = ErrorCode.DEADLINE_EXCEEDED
 

@@ -89,13 +89,11 @@ class Loader(Generic[T]):
                 value = self._load_fn()
                 if inspect.isawaitable(value):
                     value = asyncio.run(_await(value))
-            except BaseException as exc:
+            except BaseException as exc:  # SystemExit from a loader is its failure, not ours
                 self.seconds = time.perf_counter() - started
                 self.state, self.error = LoadState.FAILED, exc
-                log.error("model %r failed to load in %.3fs: %r", self.name, self.seconds, exc)
+                log.error("model %r failed to load in %.3fs", self.name, self.seconds, exc_info=exc)
                 self._finished.set()
-                if not isinstance(exc, Exception):
-                    raise
                 raise self._failure() from exc
             self.seconds = time.perf_counter() - started
             self.value, self.error, self.state = value, None, LoadState.READY

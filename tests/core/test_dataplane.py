@@ -1,4 +1,4 @@
-"""Where DataPlane runs predict: sync ones in its thread pool (or on the loop when the model asks),
+"""Where DataPlane runs predict: sync ones in the model's own threads (or on the loop when it asks),
 async ones on the loop; and the thread hand-off that carries results and errors back."""
 
 from __future__ import annotations
@@ -44,12 +44,12 @@ def test_sync_predict_runs_in_the_pool_and_on_the_loop_only_when_asked() -> None
     assert plane.get("threaded").contract()["run_in_thread"] is True
 
 
-def test_the_given_executor_is_the_one_used() -> None:
-    executor = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="mine")
-    plane = DataPlane([_where_model("threaded")], executor=executor)
+def test_each_model_has_its_own_predict_threads() -> None:
+    plane = DataPlane([_where_model("first"), _where_model("second")])
     plane.start()
-    assert _thread_of(plane, "threaded").startswith("mine")
-    executor.shutdown()
+    assert _thread_of(plane, "first").startswith("omi-predict-first")
+    assert _thread_of(plane, "second").startswith("omi-predict-second")
+    plane.close()
 
 
 def test_run_in_thread_must_be_a_bool() -> None:
