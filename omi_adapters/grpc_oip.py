@@ -38,7 +38,9 @@ log = logging.getLogger("omi_adapters.grpc")
 #: The one table from the error tree to gRPC status codes.
 GRPC_STATUS: dict[ErrorCode, grpc.StatusCode] = {
     ErrorCode.INVALID_ARGUMENT: grpc.StatusCode.INVALID_ARGUMENT,
+    ErrorCode.UNAUTHENTICATED: grpc.StatusCode.UNAUTHENTICATED,
     ErrorCode.RESOURCE_EXHAUSTED: grpc.StatusCode.RESOURCE_EXHAUSTED,
+    ErrorCode.OVERLOADED: grpc.StatusCode.RESOURCE_EXHAUSTED,
     ErrorCode.NOT_FOUND: grpc.StatusCode.NOT_FOUND,
     ErrorCode.UNAVAILABLE: grpc.StatusCode.UNAVAILABLE,
     ErrorCode.DEADLINE_EXCEEDED: grpc.StatusCode.DEADLINE_EXCEEDED,
@@ -175,7 +177,7 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
 
     async def ModelInfer(self, request: pb.ModelInferRequest, context: Context) -> pb.ModelInferResponse:
         try:
-            return await self._infer(request)
+            return await self._infer(request, context.time_remaining())
         except OmiError as exc:
             await _abort(context, exc)
         except Exception as exc:
@@ -190,20 +192,24 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
         # in error_message and the stream goes on.
         async for request in requests:
             try:
-                yield pb.ModelStreamInferResponse(infer_response=await self._infer(request))
+                yield pb.ModelStreamInferResponse(infer_response=await self._infer(request, context.time_remaining()))
             except OmiError as exc:
                 yield pb.ModelStreamInferResponse(error_message=exc.message)
             except Exception as exc:
                 log.exception("unexpected error in ModelStreamInfer")
                 yield pb.ModelStreamInferResponse(error_message=f"internal server error ({type(exc).__name__})")
 
-    async def _infer(self, request: pb.ModelInferRequest) -> pb.ModelInferResponse:
+    async def _infer(self, request: pb.ModelInferRequest, timeout: float | None) -> pb.ModelInferResponse:
         model = self.dataplane.get(request.model_name, request.model_version or None)  # NOT_FOUND first
-        response = await self.dataplane.run(model, decode_request(request))
-        return encode_response(response, typed=not request.raw_input_contents and bool(request.inputs))
+        with self.dataplane.admit(request.ByteSize()):
+            response = await self.dataplane.run(model, decode_request(request), timeout=timeout)
+            return encode_response(response, typed=not request.raw_input_contents and bool(request.inputs))
 
 
 async def _abort(context: Context, exc: OmiError) -> Any:
+    if exc.retry_after is not None:
+        # gRPC's retry pushback: a client with a retry policy waits this long before trying again.
+        context.set_trailing_metadata((("grpc-retry-pushback-ms", str(int(exc.retry_after * 1000))),))
     await context.abort(GRPC_STATUS[exc.code], exc.message)
 
 

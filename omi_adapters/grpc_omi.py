@@ -7,7 +7,8 @@ What this server does where the two reference servers fall short (§1.4):
 - an exception inside predict fails its item with the reason, never silently;
 - a batch that fails is retried item by item, so a bad item fails alone;
 - ``Shutdown`` replies first and then asks the process to stop once, gracefully;
-- the declared ``status`` and ``run`` timeouts bound loading and each predict call.
+- the declared ``status`` timeout bounds loading; each predict call has the deadline every
+  front end gives it (the model's ``run`` timeout, the server's, the client's).
 
 Both reference servers always answer gRPC OK and report errors in ``status_code`` and per-item
 ``success`` (§1.7); so does this one.
@@ -15,8 +16,8 @@ Both reference servers always answer gRPC OK and report errors in ``status_code`
 
 from __future__ import annotations
 
-import asyncio
 import logging
+import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
@@ -32,7 +33,7 @@ except ModuleNotFoundError as exc:  # pragma: no cover - depends on the installa
 from omi_adapters.codecs.omi_files import ERROR_FILE, FileCodec
 from omi_adapters.contract import Model
 from omi_adapters.dataplane import DataPlane, in_thread
-from omi_adapters.errors import ErrorCode, ModelNotReadyError, OmiError, PredictTimeoutError
+from omi_adapters.errors import DeadlineExceededError, ErrorCode, ModelNotReadyError, OmiError
 from omi_adapters.grpc_health import NOT_SERVING, SERVING, Health
 from omi_adapters.metadata import parse_duration
 from omi_adapters.protos import modzy_model_pb2 as pb
@@ -52,6 +53,8 @@ log = logging.getLogger("omi_adapters.omi")
 #: (UNAVAILABLE) is therefore 500, the others keep their HTTP meaning.
 STATUS_OF: dict[ErrorCode, tuple[int, str]] = {
     ErrorCode.INVALID_ARGUMENT: (400, "Bad Request"),
+    ErrorCode.UNAUTHENTICATED: (401, "Unauthorized"),
+    ErrorCode.OVERLOADED: (503, "Service Unavailable"),
     ErrorCode.RESOURCE_EXHAUSTED: (413, "Payload Too Large"),
     ErrorCode.NOT_FOUND: (404, "Not Found"),
     ErrorCode.UNAVAILABLE: (500, "Internal Server Error"),
@@ -76,7 +79,6 @@ class ModzyModelServicer(pb_grpc.ModzyModelServicer):
         self._shutdown = shutdown
         self._shutting_down = False
         self._announced = False  # whether a Status has reported the model initialized
-        self._loading: asyncio.Future[Any] | None = None
         self._batched = model.max_batch_size > 0
         # Flag inputs are filled from the RunRequest, one value per item, never from a file.
         self._flags = {
@@ -86,9 +88,7 @@ class ModzyModelServicer(pb_grpc.ModzyModelServicer):
         }
         files = [s for s in model.inputs if s.name not in self._flags]
         self._codec = FileCodec(files, model.outputs, batched=self._batched)
-        timeouts = model.metadata.timeouts
-        self._status_timeout = parse_duration(timeouts.status, "timeouts.status")
-        self._run_timeout = parse_duration(timeouts.run, "timeouts.run")
+        self._status_timeout = parse_duration(model.metadata.timeouts.status, "timeouts.status")
         self._metadata = _metadata(model, self._codec)
 
     # --- Status ----------------------------------------------------------------------------
@@ -110,28 +110,36 @@ class ModzyModelServicer(pb_grpc.ModzyModelServicer):
     async def _load(self) -> None:
         """Load (or wait for) the model within the declared status timeout.
 
-        Every caller waits on one shared load, so clients polling Status while a slow model
-        loads (as chassis' OMIClient does every 0.5 s) do not each hold a worker thread.
+        Every caller waits on the DataPlane's one shared load, so clients polling Status while a
+        slow model loads (as chassis' OMIClient does every 0.5 s) do not each hold a thread.
         """
         if self._model.ready:
             return
-        if self._loading is None or self._loading.done():
-            self._loading = asyncio.ensure_future(self._dataplane.wait_ready(self._model))
-            # The outcome is read by whoever waits; this only keeps an unawaited failure quiet.
-            self._loading.add_done_callback(lambda task: task.cancelled() or task.exception())
         try:
-            await asyncio.wait_for(asyncio.shield(self._loading), self._status_timeout)
-        except TimeoutError:
+            await self._dataplane.wait_ready(self._model, self._status_timeout)
+        except ModelNotReadyError as exc:
+            if self._model.load_error is not None:
+                raise
             raise ModelNotReadyError(
                 f"model '{self._model.name}' did not finish loading within its status timeout "
                 f"({self._model.metadata.timeouts.status})"
-            ) from None
+            ) from exc
 
     # --- Run -------------------------------------------------------------------------------
 
     async def Run(self, request: pb.RunRequest, context: Context) -> pb.RunResponse:
         results: list[pb.OutputItem | None] = [None] * len(request.inputs)
         notes = self._flag_notes(request)
+        try:
+            ticket = self._dataplane.admit(request.ByteSize())
+        except OmiError as exc:
+            return _run_response([_failure(str(exc))] * len(results), notes)
+        with ticket:
+            return await self._run(request, results, notes, context.time_remaining())
+
+    async def _run(
+        self, request: pb.RunRequest, results: list[pb.OutputItem | None], notes: list[str], timeout: float | None
+    ) -> pb.RunResponse:
         try:
             await self._load()
         except OmiError as exc:
@@ -145,8 +153,11 @@ class ModzyModelServicer(pb_grpc.ModzyModelServicer):
             items = self._decode(request, results)
         # One chunk after another: the run timeout bounds each predict call (§1.4, "per-item
         # inference deadline"), so a chunk must not spend it queued behind this Run's own others.
+        # The client's own deadline covers the whole Run.
+        ends = None if timeout is None else time.monotonic() + timeout
         for chunk in self._chunks(items):
-            await self._run_chunk(chunk, results)
+            left = None if ends is None else ends - time.monotonic()
+            await self._run_chunk(chunk, results, left)
         return _run_response(results, notes)
 
     def _decode(self, request: pb.RunRequest, results: list[pb.OutputItem | None]) -> list[Item]:
@@ -179,10 +190,10 @@ class ModzyModelServicer(pb_grpc.ModzyModelServicer):
         size = self._model.max_batch_size
         return [group[i : i + size] for group in groups.values() for i in range(0, len(group), size)]
 
-    async def _run_chunk(self, chunk: list[Item], results: list[pb.OutputItem | None]) -> None:
+    async def _run_chunk(self, chunk: list[Item], results: list[pb.OutputItem | None], timeout: float | None) -> None:
         try:
-            outputs = await self._infer(chunk)
-        except PredictTimeoutError as exc:
+            outputs = await self._infer(chunk, timeout)
+        except DeadlineExceededError as exc:
             for index, _ in chunk:
                 results[index] = _failure(str(exc))
             return
@@ -190,7 +201,7 @@ class ModzyModelServicer(pb_grpc.ModzyModelServicer):
             if len(chunk) > 1:
                 # Which item broke the batch is unknown: run each alone so only it fails.
                 for alone in chunk:
-                    await self._run_chunk([alone], results)
+                    await self._run_chunk([alone], results, timeout)
                 return
             results[chunk[0][0]] = _failure(str(exc))
             return
@@ -209,19 +220,13 @@ class ModzyModelServicer(pb_grpc.ModzyModelServicer):
                 log.exception("encoding OMI item %d of model %r failed", index, self._model.name)
                 results[index] = _failure(f"internal error: {type(exc).__name__}: {exc}")
 
-    async def _infer(self, chunk: list[Item]) -> dict[str, np.ndarray[Any, Any]]:
+    async def _infer(self, chunk: list[Item], timeout: float | None) -> dict[str, np.ndarray[Any, Any]]:
         specs = {s.name: s for s in self._model.inputs}
         tensors = []
         for name in chunk[0][1]:
             data = np.stack([arrays[name] for _, arrays in chunk]) if self._batched else chunk[0][1][name]
             tensors.append(InputTensor(name=name, datatype=specs[name].datatype, shape=data.shape, data=data))
-        call = self._dataplane.infer(self._model.name, self._model.version, InferenceRequest(inputs=tensors))
-        try:
-            response = await asyncio.wait_for(call, self._run_timeout)
-        except TimeoutError:
-            raise PredictTimeoutError(
-                f"model '{self._model.name}' did not answer within its run timeout ({self._model.metadata.timeouts.run})"
-            ) from None
+        response = await self._dataplane.run(self._model, InferenceRequest(inputs=tensors), timeout=timeout)
         return {output.name: output.data for output in response.outputs}
 
     def _flag_notes(self, request: pb.RunRequest) -> list[str]:

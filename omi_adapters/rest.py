@@ -23,8 +23,9 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from omi_adapters import __version__, rest_docs
 from omi_adapters.codecs import binary, oip_json
-from omi_adapters.dataplane import DataPlane
+from omi_adapters.dataplane import DataPlane, in_thread
 from omi_adapters.errors import ErrorCode, InvalidInputError, OmiError, PayloadTooLargeError, ServerStoppingError
+from omi_adapters.limits import Ticket
 from omi_adapters.types import InferenceRequest
 
 __all__ = ["DEFAULT_MAX_BODY_BYTES", "HTTP_STATUS", "build_app"]
@@ -39,15 +40,23 @@ log = logging.getLogger("omi_adapters.rest")
 #: The one table from the error tree to HTTP (§2.5, as KServe maps them).
 HTTP_STATUS: dict[ErrorCode, int] = {
     ErrorCode.INVALID_ARGUMENT: 400,
+    ErrorCode.UNAUTHENTICATED: 401,
     ErrorCode.RESOURCE_EXHAUSTED: 413,
     ErrorCode.NOT_FOUND: 404,
     ErrorCode.UNAVAILABLE: 503,
+    ErrorCode.OVERLOADED: 503,
     ErrorCode.DEADLINE_EXCEEDED: 504,
     ErrorCode.INTERNAL: 500,
 }
 
-#: Bodies larger than this are refused with 413 before they are read.
-DEFAULT_MAX_BODY_BYTES = 512 * 1024 * 1024
+#: Bodies larger than this are refused with 413 before they are read (Triton's default).
+DEFAULT_MAX_BODY_BYTES = 64 * 1024 * 1024
+#: Larger bodies are decoded in a worker thread, so that other requests go on meanwhile.
+DECODE_ON_LOOP_BYTES = 256 * 1024
+#: The ASGI scope extension through which the HTTP protocol reports a client that went away.
+ON_DISCONNECT = "omi.on_disconnect"
+#: The ASGI scope extension through which an embedding server passes the client's time budget.
+TIMEOUT = "omi.timeout"
 
 _JSON = [(b"content-type", b"application/json")]
 _BINARY = b"application/octet-stream"
@@ -63,7 +72,9 @@ class _Endpoints:
         self.dataplane = dataplane
 
     def live(self) -> Reply:
-        return 200, list(_JSON), [b'{"live":true}']
+        if self.dataplane.live():
+            return 200, list(_JSON), [b'{"live":true}']
+        return 503, list(_JSON), [b'{"live":false}']
 
     def ready(self) -> Reply:
         if self.dataplane.ready():
@@ -75,10 +86,15 @@ class _Endpoints:
         ready = self.dataplane.model_ready(model)
         return (200 if ready else 503), list(_JSON), [orjson.dumps({"name": model.name, "ready": ready})]
 
-    async def infer(self, name: str, version: str | None, header: bytes | None, body: bytes) -> Reply:
+    async def infer(
+        self, name: str, version: str | None, header: bytes | None, body: bytes, timeout: float | None = None
+    ) -> Reply:
         model = self.dataplane.get(name, version)
-        request = _decode(model, header, body)
-        response = await self.dataplane.run(model, request)
+        if len(body) > DECODE_ON_LOOP_BYTES:
+            request = await in_thread(self.dataplane.executor, _decode, model, header, body)
+        else:
+            request = _decode(model, header, body)
+        response = await self.dataplane.run(model, request, timeout=timeout)
         chunks, header_length = binary.encode_response(response, binary.wants_binary(request))
         if header_length is None:
             return 200, list(_JSON), chunks
@@ -104,7 +120,10 @@ def _decode(model: Any, header: bytes | None, body: bytes) -> InferenceRequest:
 
 
 def _error(exc: OmiError) -> Reply:
-    return HTTP_STATUS[exc.code], list(_JSON), [orjson.dumps({"error": exc.message})]
+    headers = list(_JSON)
+    if exc.retry_after is not None:
+        headers.append((b"retry-after", str(max(1, round(exc.retry_after))).encode()))
+    return HTTP_STATUS[exc.code], headers, [orjson.dumps({"error": exc.message})]
 
 
 def _internal(exc: BaseException) -> Reply:
@@ -176,27 +195,56 @@ class OipApp:
                 header = value
             elif key == b"content-length":
                 declared = value
+        extensions = scope.get("extensions") or {}
+        disconnected = answering = False
+        hooks = extensions.get(ON_DISCONNECT)
+        if hooks is not None:
+            task = asyncio.current_task()
+
+            def gone() -> None:
+                # The client went away: stop its work and free its place (queue slot, admission).
+                nonlocal disconnected
+                if not answering and task is not None:
+                    disconnected = True
+                    task.cancel()
+
+            hooks.append(gone)
+        ticket: Ticket | None = None
         try:
-            body = await self.read_body(receive, declared)
+            size = int(declared) if declared is not None and declared.isdigit() else 0
+            if size > self.max_body_bytes:
+                raise PayloadTooLargeError(
+                    f"request body of {size} bytes exceeds the limit of {self.max_body_bytes} bytes (--max-message-bytes)"
+                )
+            ticket = self.dataplane.admit(size)
+            body = await self.read_body(receive, None if size else ticket)
             if body is None:
                 return  # the client went away
-            reply = await self.endpoints.infer(name, version, header, body)
+            reply = await self.endpoints.infer(name, version, header, body, extensions.get(TIMEOUT))
         except OmiError as exc:
             reply = _error(exc)
         except Exception as exc:  # noqa: BLE001 - the last line of defence: never a traceback on the wire
             reply = _internal(exc)
         except asyncio.CancelledError:
+            if disconnected:
+                return  # nobody is left to answer
             # uvicorn cancels the requests still running when the grace period after SIGTERM ends
             # (and only then): answer 503 rather than let it send a bare 500. The request ends
             # here either way, so the cancellation has done its work and is not raised again.
             reply = _error(ServerStoppingError("the server stopped before this request finished"))
+        finally:
+            if ticket is not None:
+                ticket.close()
+        answering = True
         await _send(send, reply)
 
-    async def read_body(self, receive: Receive, declared: bytes | None) -> bytes | None:
-        """Read the request body, refusing one larger than the limit before reading it."""
+    async def read_body(self, receive: Receive, ticket: Ticket | None = None) -> bytes | None:
+        """Read the request body (its size checked before reading it), ``None`` if the client went away.
+
+        A body of unknown length (chunked) is counted against the limit and, with ``ticket``,
+        against the in-flight bytes, as it arrives.
+        """
         limit = self.max_body_bytes
-        if declared is not None and declared.isdigit() and int(declared) > limit:
-            raise PayloadTooLargeError(f"request body of {int(declared)} bytes exceeds the limit of {limit} bytes")
         chunks: list[bytes] = []
         size = 0
         while True:
@@ -207,7 +255,9 @@ class OipApp:
             if chunk:
                 size += len(chunk)
                 if size > limit:
-                    raise PayloadTooLargeError(f"request body exceeds the limit of {limit} bytes")
+                    raise PayloadTooLargeError(f"request body exceeds the limit of {limit} bytes (--max-message-bytes)")
+                if ticket is not None:
+                    ticket.grow(len(chunk))
                 chunks.append(chunk)
             if not message.get("more_body", False):
                 break
@@ -250,6 +300,7 @@ def _fastapi_app(endpoints: _Endpoints, app: OipApp) -> FastAPI:
         **errors,
         413: {"model": rest_docs.ErrorResponse, "description": "Body too large"},
         500: {"model": rest_docs.ErrorResponse, "description": "The model's predict raised"},
+        504: {"model": rest_docs.ErrorResponse, "description": "The request's deadline passed"},
     }
 
     @api.exception_handler(OmiError)
@@ -304,9 +355,11 @@ def _fastapi_app(endpoints: _Endpoints, app: OipApp) -> FastAPI:
     async def infer(request: Request, model_name: str, model_version: str | None = None) -> Response:
         # Reached only when the ASGI fast path did not take the request (it always does for POST);
         # kept so that the documented route is a working one.
-        body = await request.body()
-        header = request.headers.get(binary.HEADER)
-        return _response(await endpoints.infer(model_name, model_version, header.encode() if header else None, body))
+        with endpoints.dataplane.admit(int(request.headers.get("content-length") or 0)):
+            body = await request.body()
+            header = request.headers.get(binary.HEADER)
+            reply = await endpoints.infer(model_name, model_version, header.encode() if header else None, body)
+        return _response(reply)
 
     infer_body = {
         "requestBody": {
