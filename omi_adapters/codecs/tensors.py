@@ -181,6 +181,13 @@ def coerce_output(datatype: str, value: Any, where: str) -> np.ndarray[Any, Any]
         return array
     if array.dtype == object or not np.can_cast(array.dtype, target, casting="same_kind"):
         raise ValueError(f"{where}: cannot return {array.dtype} data as {datatype}")
+    if target.kind in "iu" and array.size and not np.can_cast(array.dtype, target, casting="safe"):
+        # same_kind lets int64 become int8 (and int become uint) by wrapping: 1000 would be -24.
+        info = np.iinfo(target)
+        low, high = array.min(), array.max()
+        if low < info.min or high > info.max:
+            bad = low if low < info.min else high
+            raise ValueError(f"{where}: value {int(bad)} is out of range for {datatype}")
     with np.errstate(over="ignore"):  # a result too large for a narrower float is its infinity
         return array.astype(target)
 

@@ -238,3 +238,30 @@ def test_contract_lists_everything() -> None:
     assert c["omi"]["author"] == "Ada <ada@example.com>"
     assert c["omi"]["features"]["drift_format"] == "x"
     assert c["load"] == "eager" and c["max_batch_size"] == 0
+
+
+@pytest.mark.parametrize(
+    ("datatype", "result", "message"),
+    [
+        ("INT8", np.array([1000]), "output 'Y': value 1000 is out of range for INT8"),
+        ("INT16", np.array([-40000]), "output 'Y': value -40000 is out of range for INT16"),
+        ("UINT16", np.array([70000], dtype=np.uint32), "output 'Y': value 70000 is out of range for UINT16"),
+        ("INT64", np.array([2**64 - 1], dtype=np.uint64), "value 18446744073709551615 is out of range for INT64"),
+    ],
+)
+def test_integer_outputs_out_of_range_are_refused_not_wrapped(datatype: str, result, message: str) -> None:
+    @model(name="wide", inputs=[], outputs=[Tensor("Y", datatype, [1])])
+    def wide() -> np.ndarray:
+        return result
+
+    with pytest.raises(PredictError, match=message):
+        wide.check_outputs(result)
+
+
+def test_integer_outputs_in_range_convert() -> None:
+    @model(name="narrow", inputs=[], outputs=[Tensor("Y", "INT8", [2])])
+    def narrow() -> np.ndarray:
+        return np.array([-128, 127])
+
+    out = narrow.check_outputs(np.array([-128, 127]))["Y"]
+    assert out.dtype == np.int8 and out.tolist() == [-128, 127]
