@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import sys
+import time
 
 import numpy as np
 
@@ -15,6 +17,18 @@ LOADS: list[int] = []
 @model(name="failing", inputs=[Tensor("X", "FP32", [-1])], outputs=[Tensor("Y", "FP32", [-1])])
 def failing(X: np.ndarray) -> np.ndarray:
     raise RuntimeError("this model always fails")
+
+
+@model(name="exits", inputs=[Tensor("X", "FP32", [-1])], outputs=[Tensor("Y", "FP32", [-1])])
+def exits(X: np.ndarray) -> np.ndarray:
+    """A stray sys.exit() in model code: it must fail its request, not the execution environment."""
+    sys.exit("the model called sys.exit")
+
+
+@model(name="hangs", inputs=[Tensor("SECONDS", "FP32", [1])], outputs=[Tensor("Y", "FP32", [1])])
+def hangs(SECONDS: np.ndarray) -> np.ndarray:
+    time.sleep(float(SECONDS[0]))
+    return SECONDS
 
 
 class _Counter:

@@ -22,7 +22,9 @@ from .events import http_event, response_body, response_headers
 from .rie import Emulator, runtime_path
 
 MODELS = "tests/lambda/lambda_models.py"
-TARGETS = ["examples/adder.py", "examples/text.py", f"{MODELS}:failing", f"{MODELS}:Counter", f"{MODELS}:big"]
+TARGETS = [
+    "examples/adder.py", "examples/text.py", f"{MODELS}:failing", f"{MODELS}:Counter", f"{MODELS}:big", f"{MODELS}:exits",
+]  # fmt: skip
 KINDS = ["http-api", "rest-api", "alb"]
 PYTHON = f"{sys.version_info.major}.{sys.version_info.minor}"
 COUNT = {"model_name": "counter", "inputs": [{"name": "X", "datatype": "FP32", "shape": [1], "data": [0.5]}]}
@@ -196,6 +198,22 @@ def test_direct_invocation(function: Function) -> None:
         answer = function.emulator.invoke(event)
         assert answer["status_code"] == status, answer
         assert message in answer["error"] and answer["cold_start"] is False
+
+
+def test_a_predict_calling_sys_exit_fails_its_request_and_the_environment_goes_on(
+    function: Function, call: Any
+) -> None:
+    request = [{"name": "X", "datatype": "FP32", "shape": [1], "data": [1]}]
+    status, headers, body = call("http-api", "POST", "/v2/models/exits/infer", _json_infer("exits", request))
+    assert status == 500 and headers["content-type"] == "application/json", body
+    assert json.loads(body) == {"error": "model 'exits' failed: SystemExit: the model called sys.exit"}
+    answer = function.emulator.invoke({"model_name": "exits", "inputs": request})
+    assert answer["status_code"] == 500 and "SystemExit" in answer["error"], answer
+    # The same execution environment (one load of the lazy counter, the same process) serves on.
+    again = function.emulator.invoke(COUNT)
+    assert {o["name"]: o["data"] for o in again["outputs"]}["LOADS"] == [1], again
+    assert again["outputs"][1]["data"] == function.first["outputs"][1]["data"]
+    assert "Traceback" in function.emulator.log()  # logged once, with its traceback
 
 
 def test_a_response_over_6_mb_is_refused_with_413(call: Any) -> None:

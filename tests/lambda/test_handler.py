@@ -8,6 +8,7 @@ import logging
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -248,3 +249,50 @@ def test_an_event_whose_method_or_path_is_not_text_is_a_400(
     answer = make_handler(adder)(event)
     assert answer["statusCode"] == 400, answer
     assert "malformed HTTP event" in json.loads(response_body(answer))["error"]
+
+
+class _Context:
+    """The part of the Lambda context the handler reads: the invocation's remaining time."""
+
+    def __init__(self, seconds: float) -> None:
+        self.ends = time.monotonic() + seconds
+
+    def get_remaining_time_in_millis(self) -> int:
+        return int((self.ends - time.monotonic()) * 1000)
+
+
+def test_a_hanging_predict_is_answered_504_before_the_invocation_times_out(
+    make_handler: Any, adder: Any, events_dir: Path
+) -> None:
+    handler = make_handler([lambda_models.hangs, adder])
+    slow = {"model_name": "hangs", "inputs": [{"name": "SECONDS", "datatype": "FP32", "shape": [1], "data": [2]}]}
+    started = time.monotonic()
+    answer = handler(slow, _Context(0.75))
+    assert time.monotonic() - started < 1.5
+    assert answer["status_code"] == 504, answer
+    assert "did not answer within the client's deadline" in answer["error"]
+    event = http_event(events_dir, "http-api", "POST", "/v2/models/hangs/infer", json.dumps(slow).encode())
+    response = handler(event, _Context(0.75))
+    assert response["statusCode"] == 504, response
+    assert "the client's deadline" in json.loads(response_body(response))["error"]
+    # The other model answers in time meanwhile.
+    assert handler({"model_name": "adder", **ADD}, _Context(5))["outputs"][0]["data"] == [2.0, 3.0]
+
+
+@pytest.mark.parametrize("path", ["http", "direct"])
+def test_a_predict_calling_sys_exit_is_a_500_not_the_end_of_the_environment(
+    make_handler: Any, adder: Any, events_dir: Path, path: str
+) -> None:
+    handler = make_handler([lambda_models.exits, adder])
+    request = {"model_name": "exits", "inputs": [{"name": "X", "datatype": "FP32", "shape": [1], "data": [1]}]}
+    if path == "direct":
+        answer = handler(request, _Context(5))
+        assert answer["status_code"] == 500 and "SystemExit: the model called sys.exit" in answer["error"]
+    else:
+        event = http_event(events_dir, "http-api", "POST", "/v2/models/exits/infer", json.dumps(request).encode())
+        response = handler(event, _Context(5))
+        assert response["statusCode"] == 500
+        assert json.loads(response_body(response)) == {
+            "error": "model 'exits' failed: SystemExit: the model called sys.exit"
+        }
+    assert handler({"model_name": "adder", **ADD}, _Context(5))["outputs"][0]["data"] == [2.0, 3.0]

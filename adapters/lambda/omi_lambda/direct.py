@@ -36,9 +36,14 @@ def is_inference_request(event: Any) -> bool:
 
 
 def invoke(
-    dataplane: DataPlane, loop: asyncio.AbstractEventLoop, event: Mapping[str, Any], cold: bool, max_bytes: int
+    dataplane: DataPlane,
+    loop: asyncio.AbstractEventLoop,
+    event: Mapping[str, Any],
+    cold: bool,
+    max_bytes: int,
+    timeout: float | None = None,
 ) -> dict[str, Any]:
-    """Run one direct inference; returns the OIP response object or an error object.
+    """Run one direct inference within ``timeout`` seconds; returns the OIP response or an error object.
 
     A response larger than ``max_bytes`` as JSON (Lambda's 6 MB) becomes a 413 error object:
     the runtime would otherwise fail the invocation with a bare "payload size exceeded".
@@ -46,7 +51,7 @@ def invoke(
     try:
         name, version = _model_of(dataplane, event)
         request = oip_json.request_from_dict(dict(event))
-        response = loop.run_until_complete(dataplane.infer(name, version, request))
+        response = loop.run_until_complete(dataplane.infer(name, version, request, timeout=timeout))
         compact = orjson.dumps(oip_json.response_to_dict(response), option=orjson.OPT_SERIALIZE_NUMPY)
         # Plain Python values for the runtime's encoder, with the numbers written as the REST
         # API writes them (float32 0.1 stays 0.1, where ndarray.tolist() gives 0.10000000149011612).

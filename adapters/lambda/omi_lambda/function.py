@@ -32,7 +32,8 @@ from mangum import Mangum
 from omi_adapters.contract import Model
 from omi_adapters.dataplane import DataPlane
 from omi_adapters.errors import ConfigurationError, InvalidInputError, ModelLoadError, OmiError, PayloadTooLargeError
-from omi_adapters.rest import HTTP_STATUS, build_app
+from omi_adapters.limits import Limits
+from omi_adapters.rest import HTTP_STATUS, TIMEOUT, build_app
 from omi_adapters.targets import load_targets
 from omi_lambda import direct
 
@@ -42,6 +43,10 @@ __all__ = ["COLD_START_HEADER", "PAYLOAD_LIMIT", "LambdaFunction", "build_handle
 #: the Invoke API states as 6291456 bytes.
 PAYLOAD_LIMIT = 6 * 1024 * 1024
 COLD_START_HEADER = "x-omi-cold-start"
+#: A function runs at most 15 minutes; what bounds a request is the invocation's remaining time.
+LAMBDA_MAX_SECONDS = 900.0
+#: Of the remaining time, what is kept to encode and return a 504 before Lambda ends the invocation.
+RETURN_MARGIN_SECONDS = 0.25
 
 log = logging.getLogger("omi_lambda")
 if log.level == logging.NOTSET:
@@ -84,7 +89,22 @@ class _Front:
                 message = {**message, "headers": [*message.get("headers", ()), flag]}
             await send(message)
 
+        timeout = remaining_seconds(scope.get("aws.context"))
+        if timeout is not None:
+            scope = {**scope, "extensions": {**(scope.get("extensions") or {}), TIMEOUT: timeout}}
         await self.app(scope, receive, flagged)
+
+
+def remaining_seconds(context: Any) -> float | None:
+    """What is left of the invocation's time (the Lambda context's), less the time to answer."""
+    remaining = getattr(context, "get_remaining_time_in_millis", None)
+    if not callable(remaining):
+        return None
+    try:
+        millis = float(remaining())
+    except (TypeError, ValueError):
+        return None
+    return max(0.0, millis / 1000 - RETURN_MARGIN_SECONDS)
 
 
 def _scope_problem(scope: Scope) -> str | None:
@@ -114,7 +134,7 @@ class LambdaFunction:
         self, models: Iterable[Model], *, started: float | None = None, max_payload_bytes: int = PAYLOAD_LIMIT
     ) -> None:
         started = time.perf_counter() if started is None else started
-        self.dataplane = DataPlane(models)
+        self.dataplane = DataPlane(models, limits=Limits(request_timeout=LAMBDA_MAX_SECONDS))
         self.max_payload_bytes = max_payload_bytes
         # One loop per execution environment, made current before Mangum looks for one: Mangum
         # runs each request on the thread's current loop, and so do direct invocations.
@@ -134,7 +154,9 @@ class LambdaFunction:
         try:
             asyncio.set_event_loop(self.loop)
             if direct.is_inference_request(event):
-                return direct.invoke(self.dataplane, self.loop, event, cold, self.max_payload_bytes)
+                return direct.invoke(
+                    self.dataplane, self.loop, event, cold, self.max_payload_bytes, remaining_seconds(context)
+                )
             return self._http(event, context, cold)
         finally:
             if cold:
@@ -209,6 +231,7 @@ class LambdaFunction:
         if not self.loop.is_closed():
             self.loop.run_until_complete(self.loop.shutdown_default_executor())
             self.loop.close()
+        self.dataplane.close()
         asyncio.set_event_loop(None)
 
 
