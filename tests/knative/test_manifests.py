@@ -65,6 +65,12 @@ def test_rest_service_passes_strict_schema_and_admission(tmp_path: Path, schema:
     assert c["ports"] == [{"name": "http1", "containerPort": 8080, "protocol": "TCP"}]
     assert c["readinessProbe"] == {"httpGet": {"path": "/v2/health/ready", "port": 8080}}
     assert c["startupProbe"]["httpGet"]["path"] == "/v2/health/ready"
+    # A model stalled by hung predicts turns liveness false: the kubelet restarts the container.
+    assert c["livenessProbe"] == {
+        "httpGet": {"path": "/v2/health/live", "port": 8080},
+        "periodSeconds": 10,
+        "failureThreshold": 3,
+    }
     # chassis' defaults: 512M of RAM, one CPU, 60 s to load, 60 s per request.
     assert c["resources"] == {"requests": {"cpu": "1", "memory": "512M"}, "limits": {"memory": "512M"}}
     assert c["startupProbe"]["periodSeconds"] * c["startupProbe"]["failureThreshold"] >= 60
@@ -146,6 +152,9 @@ def test_containerfile_has_the_omi_labels_env_and_serve_command(tmp_path: Path) 
     cmd = json.loads(next(line for line in logical.splitlines() if line.startswith("CMD "))[4:])
     assert cmd[:2] == ["/bin/sh", "-c"] and "omi serve adder.py:adder --protocols rest" in cmd[2]
     assert '"${PORT:-${HTTP_PORT:-8080}}"' in cmd[2]
+    # Sized to the pod's 512M: an eighth of it in flight, the server's deadline the run timeout.
+    limits = dict(re.findall(r"(--max-inflight-bytes|--max-message-bytes|--request-timeout) (\S+)", cmd[2]))
+    assert limits == {"--max-inflight-bytes": "64000000", "--max-message-bytes": "64000000", "--request-timeout": "60"}
     assert (out / "model" / "adder.py").read_bytes() == (ROOT / "examples" / "adder.py").read_bytes()
 
 

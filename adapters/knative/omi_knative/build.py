@@ -28,7 +28,14 @@ from omi_adapters.errors import ConfigurationError
 from omi_adapters.targets import model_source
 from omi_knative import validate
 from omi_knative.containerfile import DEFAULT_BASE, MARKER, ImageSpec, render
-from omi_knative.manifests import Deployment, inference_service, knative_service, request_timeout, service_name
+from omi_knative.manifests import (
+    Deployment,
+    inference_service,
+    knative_service,
+    request_timeout,
+    serve_limits,
+    service_name,
+)
 
 __all__ = ["add_arguments", "build", "write"]
 
@@ -162,6 +169,7 @@ def write(
         base=base,
         wheels=bool(wheels),
         graceful_timeout=request_timeout(models),
+        extra_args=serve_limits(models),
     )
     out = Path(out)
     _check_ours(out)

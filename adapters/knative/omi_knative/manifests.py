@@ -18,11 +18,27 @@ from omi_adapters.contract import Model
 from omi_adapters.errors import ConfigurationError
 from omi_adapters.metadata import parse_duration, parse_size
 
-__all__ = ["PROTOCOL_PORT_NAMES", "Deployment", "inference_service", "knative_service", "service_name"]
+__all__ = [
+    "PROTOCOL_PORT_NAMES",
+    "Deployment",
+    "inference_service",
+    "knative_service",
+    "serve_limits",
+    "service_name",
+]
 
 #: The port name tells Knative's queue-proxy which protocol the container speaks.
 PROTOCOL_PORT_NAMES = {"rest": "http1", "grpc": "h2c"}
 READY_PATH = "/v2/health/ready"
+LIVE_PATH = "/v2/health/live"
+#: A stalled model turns liveness false after --stall-timeout; the kubelet restarts the container
+#: after this many failed probes, this many seconds apart.
+LIVENESS_PERIOD_SECONDS = 10
+LIVENESS_FAILURES = 3
+#: Of the pod's memory limit, the share that requests in flight may hold: decoding takes about
+#: 3x the body, the outputs and their encoding about as much again, the rest is the process.
+INFLIGHT_MEMORY_SHARE = 8
+MAX_MESSAGE_BYTES = 64 * 2**20
 #: How often the startup probe asks; its failure threshold covers the declared load time.
 STARTUP_PERIOD_SECONDS = 2
 #: Added to the declared load time: interpreter start and imports come before the model's load.
@@ -130,6 +146,10 @@ def _container(models: Sequence[Model], deployment: Deployment, *, name: str) ->
         "ports": [{"name": port_name, "containerPort": deployment.port, "protocol": "TCP"}],
         "resources": resources(models),
         "readinessProbe": _probe(deployment, period=None),
+        "livenessProbe": {
+            **_probe(deployment, period=LIVENESS_PERIOD_SECONDS, path=LIVE_PATH),
+            "failureThreshold": LIVENESS_FAILURES,
+        },
         "startupProbe": {
             **_probe(deployment, period=STARTUP_PERIOD_SECONDS),
             "failureThreshold": _startup_failures(models),
@@ -153,11 +173,11 @@ def _progress_deadline(models: Sequence[Model]) -> dict[str, str]:
     return {"serving.knative.dev/progress-deadline": f"{needed}s"}
 
 
-def _probe(deployment: Deployment, period: int | None) -> dict[str, Any]:
+def _probe(deployment: Deployment, period: int | None, path: str = READY_PATH) -> dict[str, Any]:
     # REST answers readiness on the OIP path (503 until every model is loaded; asking starts a
     # lazy load). Over h2c the queue-proxy's HTTP/1 probe would not be understood: TCP it is.
     if deployment.protocol == "rest":
-        probe: dict[str, Any] = {"httpGet": {"path": READY_PATH, "port": deployment.port}}
+        probe: dict[str, Any] = {"httpGet": {"path": path, "port": deployment.port}}
     else:
         probe = {"tcpSocket": {"port": deployment.port}}
     if period is not None:
@@ -175,6 +195,25 @@ def resources(models: Sequence[Model]) -> dict[str, Any]:
     if gpus:
         out["limits"]["nvidia.com/gpu"] = str(gpus)
     return out
+
+
+def serve_limits(models: Sequence[Model]) -> list[str]:
+    """``omi serve`` flags that keep the process inside the pod's memory limit, and its deadline.
+
+    The bytes requests in flight may hold are an eighth of the memory the models declare (the
+    limit :func:`resources` sets), and no single message is larger; the server's request timeout
+    is the longest declared run timeout, as the Knative request timeout is.
+    """
+    memory = sum(
+        parse_size(m.metadata.resources.required_ram, f"model '{m.name}' resources.required_ram") for m in models
+    )
+    inflight = max(2**20, memory // INFLIGHT_MEMORY_SHARE)
+    run = max(parse_duration(m.metadata.timeouts.run, f"model '{m.name}' timeouts.run") for m in models)
+    return [
+        "--max-inflight-bytes", str(inflight),
+        "--max-message-bytes", str(min(MAX_MESSAGE_BYTES, inflight)),
+        "--request-timeout", _format_number(max(1.0, run)),
+    ]  # fmt: skip
 
 
 def load_seconds(models: Sequence[Model]) -> float:
