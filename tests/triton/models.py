@@ -1,10 +1,12 @@
 """Models that exercise the Triton adapter beyond the examples: every awkward datatype, a lazily
-loaded class, a batching model that reports the batches it sees, and one that fails on demand."""
+loaded class, a batching model that reports the batches it sees, one that fails on demand, and
+two that raise what is not an Exception (SystemExit, KeyboardInterrupt)."""
 
 from __future__ import annotations
 
 import asyncio
 import os
+import sys
 import time
 
 import numpy as np
@@ -85,3 +87,13 @@ async def picky(X):
     if np.isnan(X).any():
         raise ZeroDivisionError("nan is not a number")
     return np.sqrt(X)
+
+
+@model(name="exits", inputs=[Tensor("X", "FP32", [-1])], outputs=[Tensor("Y", "FP32", [-1])])
+def exits(X):
+    sys.exit("the model called sys.exit")
+
+
+@model(name="interrupted", inputs=[Tensor("X", "FP32", [-1])], outputs=[Tensor("Y", "FP32", [-1])])
+async def interrupted(X):
+    raise KeyboardInterrupt

@@ -202,6 +202,21 @@ def test_bad_requests_get_errors_and_the_server_keeps_serving(client: http.Infer
     assert _infer(client, picky, {"X": np.array([9.0])})["Y"].tolist() == [3.0]
 
 
+@pytest.mark.parametrize(
+    ("name", "raised"), [("exits", "SystemExit: the model called sys.exit"), ("interrupted", "KeyboardInterrupt")]
+)
+def test_a_predict_raising_base_exception_fails_its_request_and_triton_serves_on(
+    client: http.InferenceServerClient, name: str, raised: str
+) -> None:
+    model = _model(f"{HERE / 'models.py'}:{name}")
+    for _ in range(2):  # the model instance (its stub process) is still there for the second
+        with pytest.raises(InferenceServerException) as failed:
+            _infer(client, model, {"X": np.array([1.0], dtype=np.float32)})
+        assert failed.value.status() == "500" and f"model '{name}' failed: {raised}" in failed.value.message()
+    assert client.is_server_live() and client.is_model_ready(name)
+    assert _infer(client, _model(CASES[0][0]), {"X": np.ones((1, 1), dtype=np.float32)})["Y"].tolist() == [[2.0]]
+
+
 def test_a_failed_eager_load_is_reported_and_the_others_serve(client: http.InferenceServerClient) -> None:
     assert client.is_server_live() and not client.is_server_ready()
     assert not client.is_model_ready("broken")
