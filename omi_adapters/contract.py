@@ -15,6 +15,7 @@ from typing import Any, is_typeddict
 
 import numpy as np
 
+from omi_adapters.batching import BatchPolicy
 from omi_adapters.codecs.tensors import coerce_output
 from omi_adapters.errors import ConfigurationError, InvalidInputError, PredictError
 from omi_adapters.loading import Loader, LoadPolicy, LoadState
@@ -110,6 +111,8 @@ class Model:
         run_in_thread: bool = True,
         max_concurrency: int | None = None,
         max_queue: int | None = None,
+        max_queue_delay: float = 0.0,
+        preferred_batch_sizes: Sequence[int] = (),
     ) -> None:
         if not isinstance(name, str) or not _NAME.match(name):
             raise ConfigurationError(f"model name {name!r} must be letters, digits, '_', '.', '-'")
@@ -130,6 +133,15 @@ class Model:
         if type(max_batch_size) is not int or max_batch_size < 0:
             raise ConfigurationError(f"model '{name}': max_batch_size must be an integer >= 0, got {max_batch_size!r}")
         self.max_batch_size = max_batch_size
+        #: How requests are merged into batches; None when the model does not batch.
+        self.batch_policy: BatchPolicy | None = None
+        if max_batch_size > 0:
+            try:
+                self.batch_policy = BatchPolicy(max_batch_size, max_queue_delay, tuple(preferred_batch_sizes))
+            except ConfigurationError as exc:
+                raise ConfigurationError(f"model '{name}': {exc}") from None
+        elif max_queue_delay or preferred_batch_sizes:
+            raise ConfigurationError(f"model '{name}': max_queue_delay and preferred_batch_sizes need max_batch_size")
         if max_batch_size > 0:
             for tensor in (*self.inputs, *self.outputs):
                 if not tensor.shape or tensor.shape[0] != -1:
@@ -301,6 +313,14 @@ class Model:
             "outputs": [t.to_dict() for t in self.outputs],
             "load": self.load_policy.value,
             "max_batch_size": self.max_batch_size,
+            **(
+                {
+                    "max_queue_delay": self.batch_policy.max_queue_delay,
+                    "preferred_batch_sizes": list(self.batch_policy.preferred_batch_sizes),
+                }
+                if self.batch_policy
+                else {}
+            ),
             "async": self.is_async,
             "run_in_thread": self.run_in_thread and not self.is_async,
             "max_concurrency": self.max_concurrency,
@@ -392,6 +412,8 @@ def model(
     run_in_thread: bool = True,
     max_concurrency: int | None = None,
     max_queue: int | None = None,
+    max_queue_delay: float = 0.0,
+    preferred_batch_sizes: Sequence[int] = (),
     author: str = "",
     model_type: str = "grpc",
     source: str = "omi-adapters",
@@ -409,7 +431,13 @@ def model(
         outputs: the declared outputs; predict returns one array (one output) or a dict by name.
         load: ``"eager"`` (at start-up), ``"lazy"`` (first request), ``"background"`` (a thread).
         max_batch_size: > 0 when the first dimension of every tensor is a batch predict accepts
-            up to this size; the serving, OMI and Triton adapters batch requests with it.
+            up to this size. Concurrent requests, from every front end, are then merged into
+            batches of up to this many rows (dynamic batching; Triton batches the same way).
+        max_queue_delay: seconds the oldest waiting request may be held, while a predict slot
+            is free, for others to fill its batch (Triton's ``max_queue_delay_microseconds``).
+            0 (the default) merges only the requests that queue while the model is busy.
+        preferred_batch_sizes: batch sizes to cut batches to when more rows wait (Triton's
+            ``preferred_batch_size``).
         ready_timeout: how long a request waits for a ``background`` load before a 503.
         run_in_thread: a sync predict runs in the server's thread pool, so that a slow one never
             stalls other requests. ``False`` runs it on the event loop instead, which saves the
@@ -451,6 +479,8 @@ def model(
             run_in_thread=run_in_thread,
             max_concurrency=max_concurrency,
             max_queue=max_queue,
+            max_queue_delay=max_queue_delay,
+            preferred_batch_sizes=preferred_batch_sizes,
         )
 
     return decorate

@@ -12,11 +12,14 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import functools
 import logging
-from collections.abc import Callable, Iterable
+import time
+from collections.abc import Awaitable, Callable, Iterable
 from typing import Any, TypeVar
 
 from omi_adapters import __version__
+from omi_adapters.batching import Batcher
 from omi_adapters.contract import Model
 from omi_adapters.errors import (
     ConfigurationError,
@@ -74,14 +77,18 @@ class DataPlane:
         self.admission = Admission(limits.max_inflight, limits.max_inflight_bytes)
         threads = limits.predict_threads or _default_threads()
         self._gates: dict[Model, ModelGate] = {}
+        self._batchers: dict[Model, Batcher] = {}
         for model in self.models:
             default = DEFAULT_ASYNC_CONCURRENCY if model.is_async else threads
-            self._gates[model] = ModelGate(
-                model.name,
-                model.max_concurrency or default,
-                limits.max_queue if model.max_queue is None else model.max_queue,
-                f"{PREDICT_THREAD_PREFIX}-{model.name}",
+            queue = limits.max_queue if model.max_queue is None else model.max_queue
+            gate = ModelGate(
+                model.name, model.max_concurrency or default, queue, f"{PREDICT_THREAD_PREFIX}-{model.name}"
             )
+            self._gates[model] = gate
+            if model.batch_policy is not None:
+                self._batchers[model] = Batcher(
+                    model.name, model.batch_policy, gate, functools.partial(self._run_batch, model), queue
+                )
         self._server_timeout = (limits.request_timeout, f"the server's request timeout ({limits.request_timeout:g}s)")
         self._loads: dict[Model, asyncio.Future[Any]] = {}
 
@@ -93,6 +100,10 @@ class DataPlane:
     def gate(self, model: Model) -> ModelGate:
         """The predict slots, queue and threads of ``model``."""
         return self._gates[model]
+
+    def batcher(self, model: Model) -> Batcher | None:
+        """The dynamic batcher of ``model``, if it batches."""
+        return self._batchers.get(model)
 
     def start(self) -> None:
         """Start every model's load as its policy says (eager models load here)."""
@@ -222,17 +233,73 @@ class DataPlane:
         Past the deadline the request fails with :class:`DeadlineExceededError`; an async
         predict is cancelled then, a sync one runs on in its thread, holding its slot.
         """
-        deadline = self.deadline(model, timeout)
-        if model.ready:
-            predict = model.wait_ready(0)
-        else:
-            predict = await self.wait_ready(model, max(0.0, deadline.remaining()))
+        deadline, predict = await self._ready(model, timeout)
         arrays = model.bind_inputs(request.inputs)
         names = _requested_names(model, request)
-        batch = request.inputs[0].shape[0] if model.max_batch_size and request.inputs else None
+        batcher = self._batchers.get(model)
+        if batcher is not None:
+            outputs = await batcher.submit(arrays, deadline)
+        elif model.is_async or model.run_in_thread:
+            call = await self._gates[model].acquire(deadline)
+            outputs = await self._predict(model, predict, arrays, call, deadline, None)
+        else:
+            # On the loop: nothing else runs meanwhile, so no slot or queue could be contended.
+            outputs = model.check_outputs(call_sync(model, predict, arrays))
+        return _response(model, request, outputs, names)
+
+    async def run_items(
+        self, model: Model, requests: list[InferenceRequest], *, timeout: float | None = None
+    ) -> list[InferenceResponse | OmiError]:
+        """Run several requests of ``model`` that arrive together (an OMI Run's items).
+
+        A batching model's batcher gets them all at once, so they merge into as few predict
+        calls as its ``max_batch_size`` allows; any other model runs them one after another,
+        each with a deadline of its own. Each request fails alone.
+        """
+        batcher = self._batchers.get(model)
+        if batcher is None:
+            # The client's deadline covers them all; each also has its own run timeout.
+            ends = None if timeout is None else time.monotonic() + timeout
+            outcomes: list[InferenceResponse | OmiError] = []
+            for request in requests:
+                left = None if ends is None else ends - time.monotonic()
+                outcomes.append(await _outcome(self.run(model, request, timeout=left)))
+            return outcomes
+        deadline, _ = await self._ready(model, timeout)
+        results: list[InferenceResponse | OmiError | None] = [None] * len(requests)
+        bound: list[tuple[int, dict[str, Any], set[str] | None]] = []
+        for index, request in enumerate(requests):
+            try:
+                bound.append((index, model.bind_inputs(request.inputs), _requested_names(model, request)))
+            except OmiError as exc:
+                results[index] = exc
+        answers = await batcher.submit_many([arrays for _, arrays, _ in bound], deadline)
+        for (index, _, names), answer in zip(bound, answers):
+            if isinstance(answer, OmiError):
+                results[index] = answer
+            elif isinstance(answer, BaseException):
+                raise answer
+            else:
+                results[index] = _response(model, requests[index], answer, names)
+        return [r if r is not None else PredictError("no result") for r in results]
+
+    async def _ready(self, model: Model, timeout: float | None) -> tuple[Deadline, Any]:
+        """The deadline of a request arriving now, and the model's predict once it is loaded."""
+        deadline = self.deadline(model, timeout)
+        if model.ready:
+            return deadline, model.wait_ready(0)
+        return deadline, await self.wait_ready(model, max(0.0, deadline.remaining()))
+
+    async def _predict(
+        self, model: Model, predict: Any, arrays: dict[str, Any], call: int, deadline: Deadline, batch: int | None
+    ) -> dict[str, Any]:
+        """Run predict holding slot ``call`` of the model's gate until ``deadline``; the checked outputs.
+
+        Past the deadline the request fails with :class:`DeadlineExceededError`; an async predict
+        is cancelled then, a sync one runs on in its thread, holding its slot until it returns.
+        """
+        gate = self._gates[model]
         if model.is_async:
-            gate = self._gates[model]
-            call = await gate.acquire(deadline)
             try:
                 async with asyncio.timeout(deadline.remaining()):
                     result = await call_async(model, predict, arrays)
@@ -241,21 +308,34 @@ class DataPlane:
             finally:
                 gate.release(call)
         elif model.run_in_thread:
-            gate = self._gates[model]
-            call = await gate.acquire(deadline)
             result = await gate.in_thread(call, deadline, call_sync, model, predict, arrays)
         else:
-            # On the loop: nothing else runs meanwhile, so no slot or queue could be contended.
-            result = call_sync(model, predict, arrays)
-        outputs = model.check_outputs(result, batch)
-        tensors = [
-            OutputTensor(
-                name=spec.name, datatype=spec.datatype, shape=outputs[spec.name].shape, data=outputs[spec.name]
-            )
-            for spec in model.outputs
-            if names is None or spec.name in names
-        ]
-        return InferenceResponse(model_name=model.name, model_version=model.version, outputs=tensors, id=request.id)
+            try:
+                result = call_sync(model, predict, arrays)
+            finally:
+                gate.release(call)
+        return model.check_outputs(result, batch)
+
+    async def _run_batch(self, model: Model, arrays: dict[str, Any], rows: int, call: int, deadline: Deadline) -> Any:
+        return await self._predict(model, model.wait_ready(0), arrays, call, deadline, rows)
+
+
+def _response(
+    model: Model, request: InferenceRequest, outputs: dict[str, Any], names: set[str] | None
+) -> InferenceResponse:
+    tensors = [
+        OutputTensor(name=spec.name, datatype=spec.datatype, shape=outputs[spec.name].shape, data=outputs[spec.name])
+        for spec in model.outputs
+        if names is None or spec.name in names
+    ]
+    return InferenceResponse(model_name=model.name, model_version=model.version, outputs=tensors, id=request.id)
+
+
+async def _outcome(run: Awaitable[InferenceResponse]) -> InferenceResponse | OmiError:
+    try:
+        return await run
+    except OmiError as exc:
+        return exc
 
 
 async def in_thread(executor: concurrent.futures.Executor, fn: Callable[..., T], *args: Any) -> T:

@@ -5,7 +5,8 @@ What this server does where the two reference servers fall short (§1.4):
 
 - a ``Run`` before any ``Status`` loads the model instead of hanging or failing every item;
 - an exception inside predict fails its item with the reason, never silently;
-- a batch that fails is retried item by item, so a bad item fails alone;
+- items of a batching model go to its dynamic batcher together, which merges them and, when a
+  merged call fails, runs them one by one, so a bad item fails alone;
 - ``Shutdown`` replies first and then asks the process to stop once, gracefully;
 - the declared ``status`` timeout bounds loading; each predict call has the deadline every
   front end gives it (the model's ``run`` timeout, the server's, the client's).
@@ -17,7 +18,6 @@ Both reference servers always answer gRPC OK and report errors in ``status_code`
 from __future__ import annotations
 
 import logging
-import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
@@ -33,12 +33,12 @@ except ModuleNotFoundError as exc:  # pragma: no cover - depends on the installa
 from omi_adapters.codecs.omi_files import ERROR_FILE, FileCodec
 from omi_adapters.contract import Model
 from omi_adapters.dataplane import DataPlane, in_thread
-from omi_adapters.errors import DeadlineExceededError, ErrorCode, ModelNotReadyError, OmiError
+from omi_adapters.errors import ErrorCode, ModelNotReadyError, OmiError
 from omi_adapters.grpc_health import NOT_SERVING, SERVING, Health
 from omi_adapters.metadata import parse_duration
 from omi_adapters.protos import modzy_model_pb2 as pb
 from omi_adapters.protos import modzy_model_pb2_grpc as pb_grpc
-from omi_adapters.types import InferenceRequest, InputTensor
+from omi_adapters.types import InferenceRequest, InferenceResponse, InputTensor
 
 __all__ = ["FLAG_INPUTS", "SERVICE_NAME", "ModzyModelServicer", "add_to_server"]
 
@@ -87,6 +87,7 @@ class ModzyModelServicer(pb_grpc.ModzyModelServicer):
             if s.name in FLAG_INPUTS and s.datatype == "BOOL"
         }
         files = [s for s in model.inputs if s.name not in self._flags]
+        self._datatypes = {s.name: s.datatype for s in model.inputs}
         self._codec = FileCodec(files, model.outputs, batched=self._batched)
         self._status_timeout = parse_duration(model.metadata.timeouts.status, "timeouts.status")
         self._metadata = _metadata(model, self._codec)
@@ -151,14 +152,33 @@ class ModzyModelServicer(pb_grpc.ModzyModelServicer):
             items = await in_thread(self._dataplane.executor, self._decode, request, results)
         else:
             items = self._decode(request, results)
-        # One chunk after another: the run timeout bounds each predict call (§1.4, "per-item
-        # inference deadline"), so a chunk must not spend it queued behind this Run's own others.
-        # The client's own deadline covers the whole Run.
-        ends = None if timeout is None else time.monotonic() + timeout
-        for chunk in self._chunks(items):
-            left = None if ends is None else ends - time.monotonic()
-            await self._run_chunk(chunk, results, left)
+        # A batching model gets the items together, and its batcher merges them; any other runs
+        # them one after another, so that each item's run timeout bounds its own predict call
+        # (§1.4, "per-item inference deadline"), not its wait behind this Run's others.
+        responses = await self._dataplane.run_items(self._model, [self._request(a) for _, a in items], timeout=timeout)
+        for (index, _), response in zip(items, responses):
+            results[index] = self._item(index, response)
         return _run_response(results, notes)
+
+    def _request(self, arrays: dict[str, np.ndarray[Any, Any]]) -> InferenceRequest:
+        """One item as a request: a batch of one sample when the model batches."""
+        tensors = []
+        for name, array in arrays.items():
+            data = array[np.newaxis, ...] if self._batched else array
+            tensors.append(InputTensor(name=name, datatype=self._datatypes[name], shape=data.shape, data=data))
+        return InferenceRequest(inputs=tensors)
+
+    def _item(self, index: int, response: InferenceResponse | OmiError) -> pb.OutputItem:
+        if isinstance(response, OmiError):
+            return _failure(str(response))
+        item = {o.name: (o.data[0, ...] if self._batched else o.data) for o in response.outputs}
+        try:
+            return pb.OutputItem(output=self._codec.encode_item(item), success=True)
+        except OmiError as exc:
+            return _failure(str(exc))
+        except Exception as exc:  # a codec bug fails its item, with the reason, not the call
+            log.exception("encoding OMI item %d of model %r failed", index, self._model.name)
+            return _failure(f"internal error: {type(exc).__name__}: {exc}")
 
     def _decode(self, request: pb.RunRequest, results: list[pb.OutputItem | None]) -> list[Item]:
         """Decode every item; a bad one gets its failure in ``results`` and is left out."""
@@ -178,56 +198,6 @@ class ModzyModelServicer(pb_grpc.ModzyModelServicer):
                 arrays[name] = np.full(self._flags[name], value)
             items.append((index, arrays))
         return items
-
-    def _chunks(self, items: list[Item]) -> list[list[Item]]:
-        """Batches of items predict can take together: same tensors and shapes, up to max_batch_size."""
-        if not self._batched:
-            return [[item] for item in items]
-        groups: dict[tuple[Any, ...], list[Item]] = {}
-        for item in items:
-            key = tuple(sorted((name, array.shape) for name, array in item[1].items()))
-            groups.setdefault(key, []).append(item)
-        size = self._model.max_batch_size
-        return [group[i : i + size] for group in groups.values() for i in range(0, len(group), size)]
-
-    async def _run_chunk(self, chunk: list[Item], results: list[pb.OutputItem | None], timeout: float | None) -> None:
-        try:
-            outputs = await self._infer(chunk, timeout)
-        except DeadlineExceededError as exc:
-            for index, _ in chunk:
-                results[index] = _failure(str(exc))
-            return
-        except OmiError as exc:
-            if len(chunk) > 1:
-                # Which item broke the batch is unknown: run each alone so only it fails.
-                for alone in chunk:
-                    await self._run_chunk([alone], results, timeout)
-                return
-            results[chunk[0][0]] = _failure(str(exc))
-            return
-        except Exception as exc:
-            log.exception("OMI Run of model %r failed", self._model.name)
-            for index, _ in chunk:
-                results[index] = _failure(f"internal error: {type(exc).__name__}: {exc}")
-            return
-        for position, (index, _) in enumerate(chunk):
-            item = {name: (array[position, ...] if self._batched else array) for name, array in outputs.items()}
-            try:
-                results[index] = pb.OutputItem(output=self._codec.encode_item(item), success=True)
-            except OmiError as exc:
-                results[index] = _failure(str(exc))
-            except Exception as exc:  # a codec bug fails its item, with the reason, not the call
-                log.exception("encoding OMI item %d of model %r failed", index, self._model.name)
-                results[index] = _failure(f"internal error: {type(exc).__name__}: {exc}")
-
-    async def _infer(self, chunk: list[Item], timeout: float | None) -> dict[str, np.ndarray[Any, Any]]:
-        specs = {s.name: s for s in self._model.inputs}
-        tensors = []
-        for name in chunk[0][1]:
-            data = np.stack([arrays[name] for _, arrays in chunk]) if self._batched else chunk[0][1][name]
-            tensors.append(InputTensor(name=name, datatype=specs[name].datatype, shape=data.shape, data=data))
-        response = await self._dataplane.run(self._model, InferenceRequest(inputs=tensors), timeout=timeout)
-        return {output.name: output.data for output in response.outputs}
 
     def _flag_notes(self, request: pb.RunRequest) -> list[str]:
         """Say plainly when a flag was asked for that the model cannot honour."""

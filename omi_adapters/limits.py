@@ -270,6 +270,16 @@ class ModelGate:
 
     # --- slots -------------------------------------------------------------------------------
 
+    @property
+    def free(self) -> bool:
+        """A slot can be taken now, with nobody ahead in the queue."""
+        return self._free > 0 and not self._waiters
+
+    def take(self, deadline: Deadline) -> int:
+        """Take a free slot (check :attr:`free` first) for a request with ``deadline``."""
+        self._free -= 1
+        return self._hold(deadline)
+
     async def acquire(self, deadline: Deadline) -> int:
         """Take a slot for a request with ``deadline``: at once, or after waiting in the queue.
 
@@ -279,8 +289,7 @@ class ModelGate:
             DeadlineExceededError: the deadline passed while waiting.
         """
         if self._free and not self._waiters:
-            self._free -= 1
-            return self._hold(deadline)
+            return self.take(deadline)
         if self.stalled:
             raise ModelStalledError(
                 f"model '{self.name}' is stalled: all {self.concurrency} of its predict calls are running "

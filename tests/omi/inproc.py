@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import concurrent.futures
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -14,6 +13,7 @@ import grpc
 from omi_adapters.contract import Model
 from omi_adapters.dataplane import DataPlane
 from omi_adapters.grpc_omi import add_to_server
+from omi_adapters.limits import Limits
 from omi_adapters.protos import modzy_model_pb2_grpc as pb_grpc
 
 
@@ -30,7 +30,9 @@ def fresh(model: Model) -> Model:
     return Model(
         model.target, name=model.name, version=model.version, inputs=model.inputs, outputs=model.outputs,
         load=model.load_policy.value, max_batch_size=model.max_batch_size, ready_timeout=model.ready_timeout,
-        metadata=model.metadata,
+        metadata=model.metadata, max_concurrency=model.max_concurrency, max_queue=model.max_queue,
+        max_queue_delay=model.batch_policy.max_queue_delay if model.batch_policy else 0.0,
+        preferred_batch_sizes=model.batch_policy.preferred_batch_sizes if model.batch_policy else (),
     )  # fmt: skip
 
 
@@ -39,8 +41,7 @@ def serve_in_process(*models: Model, name: str | None = None, workers: int | Non
     loop = asyncio.new_event_loop()
     thread = threading.Thread(target=loop.run_forever, daemon=True)
     thread.start()
-    executor = concurrent.futures.ThreadPoolExecutor(workers, thread_name_prefix="omi-test-predict")
-    dataplane = DataPlane([fresh(m) for m in models], executor=executor)
+    dataplane = DataPlane([fresh(m) for m in models], limits=Limits(predict_threads=workers))
     dataplane.start()
     shutdowns: list[int] = []
 
@@ -62,4 +63,4 @@ def serve_in_process(*models: Model, name: str | None = None, workers: int | Non
         thread.join(10)
         loop.close()
         # Without waiting: a predict that outlived its run timeout may still be sleeping.
-        executor.shutdown(wait=False, cancel_futures=True)
+        dataplane.close()

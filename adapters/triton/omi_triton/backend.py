@@ -7,9 +7,10 @@ go through the same core as every other front end: :meth:`Model.bind_inputs` che
 ``TritonError`` for that request alone (:mod:`omi_triton.errors`), the others still succeed.
 
 When the model batches (``max_batch_size`` > 0), the requests Triton's dynamic batcher hands to
-one ``execute`` are concatenated along the batch dimension into one predict call and the
-results split back. If that merged call fails, each request is run on its own, so one bad
-request cannot fail its neighbours.
+one ``execute`` are merged along the batch dimension into one predict call and the results split
+back, with the same :mod:`omi_adapters.batching` functions that batch every other front end's
+requests. If a merged call fails, each request is run on its own, so one bad request cannot
+fail its neighbours.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from typing import Any
 
 import numpy as np
 
+from omi_adapters.batching import groups, merge, split
 from omi_adapters.codecs.tensors import bf16_to_float32, float32_to_bf16
 from omi_adapters.contract import Model
 from omi_adapters.dataplane import call_async, call_sync
@@ -89,7 +91,7 @@ class TritonPythonModel:
                 for index, _ in bound:
                     responses[index] = self._failure(exc)
                 bound = []
-        for group in _groups(model, bound):
+        for group in _groups(model, bound):  # requests that merge, each group one predict call
             for index, outcome in zip([i for i, _ in group], self._run(predict, [a for _, a in group])):
                 responses[index] = (
                     self._failure(outcome) if isinstance(outcome, BaseException) else self._encode(outcome)
@@ -121,12 +123,8 @@ class TritonPythonModel:
         return outcomes
 
     def _merged(self, predict: Callable[..., Any], batch: list[Arrays]) -> list[Arrays | BaseException]:
-        sizes = [_batch_size(self.model, arrays) or 0 for arrays in batch]
-        merged = {name: np.concatenate([arrays[name] for arrays in batch], axis=0) for name in batch[0]}
-        outputs = self._call(predict, merged, sum(sizes))
-        bounds = np.cumsum(sizes)[:-1]
-        parts = {name: np.split(array, bounds, axis=0) for name, array in outputs.items()}
-        return [{name: pieces[i] for name, pieces in parts.items()} for i in range(len(batch))]
+        merged, sizes = merge(batch)
+        return list(split(self._call(predict, merged, sum(sizes)), sizes))
 
     def _call(self, predict: Callable[..., Any], arrays: Arrays, batch: int | None) -> Arrays:
         model = self.model
@@ -174,13 +172,10 @@ def _unloaded(**_: Any) -> Any:
 
 
 def _groups(model: Model, bound: list[tuple[int, Arrays]]) -> list[list[tuple[int, Arrays]]]:
-    """Requests that can share one predict call: with batching, those with the same inputs."""
+    """Requests that can share one predict call: with batching, those that merge."""
     if not model.max_batch_size:
         return [[item] for item in bound]
-    groups: dict[tuple[str, ...], list[tuple[int, Arrays]]] = {}
-    for item in bound:
-        groups.setdefault(tuple(sorted(item[1])), []).append(item)
-    return list(groups.values())
+    return groups(bound, model.max_batch_size)
 
 
 def _batch_size(model: Model | None, arrays: Arrays) -> int | None:

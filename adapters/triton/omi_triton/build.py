@@ -43,9 +43,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--max-queue-delay-us",
         type=int,
-        default=0,
+        default=None,
         metavar="US",
-        help="dynamic batching: how long a request may wait to fill a batch (batching models only); default 0",
+        help="dynamic batching: how long a request may wait to fill a batch (batching models only); "
+        "default: the model's max_queue_delay",
     )
     parser.add_argument(
         "--include",
@@ -61,7 +62,7 @@ def build(models: list[Model], args: argparse.Namespace) -> int:
     """Write every model into ``args.out``; returns the exit code."""
     if args.instances < 1:
         raise ConfigurationError(f"--instances must be at least 1, got {args.instances}")
-    if args.max_queue_delay_us < 0:
+    if args.max_queue_delay_us is not None and args.max_queue_delay_us < 0:
         raise ConfigurationError(f"--max-queue-delay-us must be >= 0, got {args.max_queue_delay_us}")
     names: dict[str, Model] = {}
     for model in models:
@@ -91,7 +92,7 @@ def write_model(
     repository: Path,
     *,
     instances: int = 1,
-    max_queue_delay_us: int = 0,
+    max_queue_delay_us: int | None = None,
     include: list[Path] | None = None,
 ) -> Path:
     """Write one model's folder into ``repository``; returns the folder."""

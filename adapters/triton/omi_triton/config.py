@@ -53,7 +53,7 @@ def build_config(
     target: str,
     *,
     instances: int = 1,
-    max_queue_delay_us: int = 0,
+    max_queue_delay_us: int | None = None,
 ) -> Any:
     """The ``ModelConfig`` message of ``model``.
 
@@ -62,7 +62,9 @@ def build_config(
         target: where the backend finds it, relative to the version folder
             (``code/adder.py:adder``) or an importable ``package.module:attr``.
         instances: model instances (each a stub process that loads the model once).
-        max_queue_delay_us: how long the dynamic batcher may hold a request to fill a batch.
+        max_queue_delay_us: how long the dynamic batcher may hold a request to fill a batch
+            (default: the model's ``max_queue_delay``). Triton's batcher then follows the same
+            policy as ``omi serve``'s: the delay and the model's ``preferred_batch_sizes``.
     """
     pb = model_config_pb2()
     version = _integer_version(model)
@@ -75,8 +77,11 @@ def build_config(
         )
     for spec in model.outputs:
         _set_dims(config.output.add(name=spec.name, data_type=_data_type(pb, spec.datatype)), spec.shape[skip:])
-    if model.max_batch_size > 0:
-        config.dynamic_batching.max_queue_delay_microseconds = max_queue_delay_us
+    policy = model.batch_policy
+    if policy is not None:
+        delay = round(policy.max_queue_delay * 1e6) if max_queue_delay_us is None else max_queue_delay_us
+        config.dynamic_batching.max_queue_delay_microseconds = delay
+        config.dynamic_batching.preferred_batch_size.extend(policy.preferred_batch_sizes)
     config.instance_group.add(kind=pb.ModelInstanceGroup.KIND_CPU, count=instances)
     config.version_policy.specific.versions.append(version)
     config.parameters[TARGET_PARAMETER].string_value = target

@@ -2,8 +2,9 @@
 
 A request that fails gets a response carrying ``pb_utils.TritonError(message, code)``; Triton
 turns the code into the HTTP status and gRPC status its clients see (python_backend README,
-"Error Handling"). Triton has no RESOURCE_EXHAUSTED or DEADLINE_EXCEEDED code: an oversized
-request is refused as invalid, and a predict timeout is reported as unavailable.
+"Error Handling"). Triton has no RESOURCE_EXHAUSTED, DEADLINE_EXCEEDED or UNAUTHENTICATED code:
+an oversized request is refused as invalid, a predict timeout or an overload is reported as
+unavailable (Triton checks its own clients' credentials before a request reaches the model).
 """
 
 from __future__ import annotations
@@ -20,6 +21,8 @@ TRITON_CODES: dict[ErrorCode, str] = {
     ErrorCode.RESOURCE_EXHAUSTED: "INVALID_ARG",
     ErrorCode.NOT_FOUND: "NOT_FOUND",
     ErrorCode.UNAVAILABLE: "UNAVAILABLE",
+    ErrorCode.OVERLOADED: "UNAVAILABLE",
+    ErrorCode.UNAUTHENTICATED: "INVALID_ARG",
     ErrorCode.INTERNAL: "INTERNAL",
     ErrorCode.DEADLINE_EXCEEDED: "UNAVAILABLE",
 }
