@@ -105,6 +105,28 @@ def test_options_instances_and_queue_delay(tmp_path: Path) -> None:
     assert text.instance_group[0].count == 3 and text.dynamic_batching.max_queue_delay_microseconds == 500
 
 
+def test_the_models_batching_policy_is_tritons_dynamic_batching() -> None:
+    @model(
+        name="policy",
+        inputs=[Tensor("X", "FP32", [-1, 3])],
+        outputs=[Tensor("Y", "FP32", [-1, 3])],
+        max_batch_size=16,
+        max_queue_delay=0.002,
+        preferred_batch_sizes=[8, 4],
+    )
+    def policy(X):
+        return X
+
+    config = triton_config.build_config(policy, "code/policy.py:policy")
+    assert config.max_batch_size == 16
+    assert config.dynamic_batching.max_queue_delay_microseconds == 2000
+    assert list(config.dynamic_batching.preferred_batch_size) == [4, 8]
+    # The flag still overrides the delay.
+    assert (
+        triton_config.build_config(policy, "x", max_queue_delay_us=7).dynamic_batching.max_queue_delay_microseconds == 7
+    )
+
+
 def test_rerun_is_idempotent_and_replaces_the_whole_folder(built: Path) -> None:
     before = _files(built)
     (built / "adder" / "1" / "stale.txt").write_text("left over")
