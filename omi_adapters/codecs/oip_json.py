@@ -2,7 +2,9 @@
 
 Decoding goes straight from orjson's lists to numpy, without Pydantic. Input tensors whose
 parameters carry ``binary_data_size`` take their bytes from a :class:`BinaryReader` (the
-binary tensor data extension, §2.6); see :mod:`omi_adapters.codecs.binary`.
+binary tensor data extension, §2.6); see :mod:`omi_adapters.codecs.binary`. Bodies of at least
+:data:`~omi_adapters.codecs.json_numbers.MIN_BODY_BYTES` have their large numeric arrays decoded
+in chunks by :mod:`omi_adapters.codecs.json_numbers`, with the same results and errors.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from typing import Any
 import numpy as np
 import orjson
 
+from omi_adapters.codecs import json_numbers
 from omi_adapters.codecs.tensors import (
     MAX_DIMS,
     bf16_to_float32,
@@ -87,7 +90,15 @@ def loads(document: bytes | memoryview, what: str = "request body") -> Any:
 
 
 def decode_request(document: bytes | memoryview) -> InferenceRequest:
-    """Decode a JSON-only OIP inference request body."""
+    """Decode a JSON-only OIP inference request body.
+
+    A large body's large numeric arrays are decoded in chunks (bounded memory, the GIL released
+    between chunks); anything unusual about them falls back to parsing the whole body at once.
+    """
+    if len(document) >= json_numbers.MIN_BODY_BYTES:
+        obj = json_numbers.loads_large(document)
+        if obj is not None:
+            return request_from_dict(obj)
     return request_from_dict(loads(document))
 
 
@@ -180,6 +191,8 @@ def data_from_json(
 ) -> np.ndarray[Any, Any]:
     """Decode a JSON ``data`` value (flat or nested as ``shape``) into an array of ``datatype``."""
     if not isinstance(data, list):
+        if isinstance(data, json_numbers.LargeData):
+            return data.result(where)
         raise InvalidInputError(f"{where}: 'data' must be a list, got {kind_of(data)}")
     count = element_count(shape, where)
     if datatype == "BYTES":
