@@ -60,6 +60,11 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     args = parser.parse_args(argv)
     try:
+        if args.command == "serve":
+            # With --workers the supervisor runs the workers before (and without) loading a model.
+            code = _serve_module().supervise(argv, args)
+            if code is not None:
+                return int(code)
         models = load_targets(args.targets)
         if args.command == "inspect":
             print(json.dumps([m.contract() for m in models], indent=2))

@@ -13,25 +13,39 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import concurrent.futures
 import contextlib
+import errno
 import logging
 import os
 import signal
+import socket
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
+from omi_adapters.access import AccessGate, access_summary, check_origins, load_tls, load_token
 from omi_adapters.contract import Model
 from omi_adapters.dataplane import PREDICT_THREAD_PREFIX
 from omi_adapters.errors import ConfigurationError
+from omi_adapters.limits import HttpLimits, Limits
 
-__all__ = ["PROTOCOLS", "ServeOptions", "add_arguments", "run", "serve"]
+__all__ = [
+    "PROTOCOLS",
+    "ServeOptions",
+    "add_arguments",
+    "bind_socket",
+    "raise_open_file_limit",
+    "run",
+    "serve",
+    "supervise",
+]
 
 PROTOCOLS = ("rest", "grpc", "omi")
-DEFAULT_MAX_MESSAGE_BYTES = 512 * 1024 * 1024
+MiB = 1024 * 1024
+#: Triton's default for HTTP requests; gRPC messages take the same bound.
+DEFAULT_MAX_MESSAGE_BYTES = 64 * MiB
 
 log = logging.getLogger("omi_adapters")
 
@@ -46,10 +60,24 @@ class ServeOptions:
     omi_port: int = 45000
     protocols: tuple[str, ...] = PROTOCOLS
     omi_model: str | None = None
-    workers: int | None = None
+    workers: int = 1
     max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES
     graceful_timeout: float = 30.0
     log_level: str = "info"
+    limits: Limits = field(default_factory=Limits)
+    http: HttpLimits = field(default_factory=HttpLimits)
+    grpc_max_concurrent_rpcs: int = 1024
+    grpc_max_streams: int = 100
+    grpc_keepalive: float = 60.0
+    grpc_min_ping_interval: float = 10.0
+    auth_token_file: str | None = None
+    tls_cert: str | None = None
+    tls_key: str | None = None
+    cors_origins: tuple[str, ...] = ()
+    #: Read once from ``auth_token_file`` or ``$OMI_AUTH_TOKEN`` (never shown in a repr or log).
+    auth_token: bytes | None = field(default=None, repr=False)
+    #: The PEM certificate and key of ``tls_cert`` and ``tls_key``, checked.
+    tls: tuple[bytes, bytes] | None = field(default=None, repr=False)
 
 
 def _env_port(name: str, default: int) -> int:
@@ -61,6 +89,15 @@ def _env_port(name: str, default: int) -> int:
     return int(value)
 
 
+def _env_count(name: str, default: int) -> int:
+    value = os.environ.get(name)
+    if not value:
+        return default
+    if not value.isdigit() or int(value) < 1:
+        raise ConfigurationError(f"${name} must be a whole number >= 1, got {value!r}")
+    return int(value)
+
+
 def _protocols(text: str) -> tuple[str, ...]:
     chosen = tuple(dict.fromkeys(p.strip() for p in text.split(",") if p.strip()))
     unknown = [p for p in chosen if p not in PROTOCOLS]
@@ -69,40 +106,203 @@ def _protocols(text: str) -> tuple[str, ...]:
     return chosen
 
 
+def _origins(text: str) -> tuple[str, ...]:
+    return tuple(o.strip().rstrip("/") for o in text.split(",") if o.strip())
+
+
+def _count(text: str) -> int:
+    value = int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be >= 0, got {text}")
+    return value
+
+
+def _seconds(text: str) -> float:
+    value = float(text)
+    if not value >= 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"must be a number of seconds >= 0, got {text}")
+    return value
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """The flags of ``omi serve``."""
-    parser.add_argument("--host", default="0.0.0.0", help="address to bind (default: 0.0.0.0)")
-    parser.add_argument("--http-port", type=int, default=None, help="OIP REST port (default: $PORT, else 8080)")
-    parser.add_argument("--grpc-port", type=int, default=8081, help="OIP gRPC port (default: 8081)")
-    parser.add_argument(
-        "--omi-port", type=int, default=None, help="OMI gRPC port (default: $PSC_MODEL_PORT, else 45000)"
-    )
-    parser.add_argument(
+    """The flags of ``omi serve``, every limit with its default."""
+    d = ServeOptions()
+    h = d.http
+    lim = d.limits
+    net = parser.add_argument_group("ports")
+    net.add_argument("--host", default="0.0.0.0", help="address to bind (default: 0.0.0.0)")
+    net.add_argument("--http-port", type=int, default=None, help="OIP REST port (default: $PORT, else 8080)")
+    net.add_argument("--grpc-port", type=int, default=8081, help="OIP gRPC port (default: 8081)")
+    net.add_argument("--omi-port", type=int, default=None, help="OMI gRPC port (default: $PSC_MODEL_PORT, else 45000)")
+    net.add_argument(
         "--omi-model", default=None, help="the model OMI serves (one per port; default: the first TARGET's)"
     )
-    parser.add_argument(
+    net.add_argument(
         "--protocols", type=_protocols, default=PROTOCOLS, help="which front ends to run (default: rest,grpc,omi)"
     )
-    parser.add_argument(
-        "--workers", type=int, default=None, help="threads for sync predict functions (default: Python's)"
-    )
-    parser.add_argument(
-        "--max-message-bytes",
+
+    net.add_argument(
+        "--workers",
         type=int,
-        default=DEFAULT_MAX_MESSAGE_BYTES,
-        help="largest request or reply, REST body or gRPC message (default: 512 MiB)",
+        default=None,
+        help="server processes, each serving every protocol on the same ports under one supervisor "
+        "(default: $WEB_CONCURRENCY, else 1)",
     )
-    parser.add_argument(
+
+    run = parser.add_argument_group("requests")
+    run.add_argument(
+        "--request-timeout",
+        type=_seconds,
+        default=lim.request_timeout,
+        help="seconds a request may take; the client's deadline and the model's run timeout may set "
+        f"less (default: {lim.request_timeout:g})",
+    )
+    run.add_argument(
+        "--predict-threads",
+        type=int,
+        default=None,
+        help="concurrent calls of each sync predict, in its own threads, unless the model declares "
+        "max_concurrency (default: min(32, cores + 4))",
+    )
+    run.add_argument(
+        "--max-queue",
+        type=_count,
+        default=lim.max_queue,
+        help=f"requests that may wait for a model's predict slot, unless it declares max_queue (default: {lim.max_queue})",
+    )
+    run.add_argument(
+        "--max-inflight",
+        type=_count,
+        default=lim.max_inflight,
+        help=f"inference requests in flight in the server; more get 503 (default: {lim.max_inflight})",
+    )
+    run.add_argument(
+        "--max-inflight-bytes",
+        type=_count,
+        default=lim.max_inflight_bytes,
+        help=f"request bytes those may hold together; more get 503 (default: {lim.max_inflight_bytes // MiB} MiB)",
+    )
+    run.add_argument(
+        "--max-message-bytes",
+        type=_count,
+        default=DEFAULT_MAX_MESSAGE_BYTES,
+        help=f"largest request or reply, REST body or gRPC message (default: {DEFAULT_MAX_MESSAGE_BYTES // MiB} MiB)",
+    )
+    run.add_argument(
+        "--stall-timeout",
+        type=_seconds,
+        default=lim.stall_timeout,
+        help="liveness turns false when every predict slot of a model has been stuck past its deadline "
+        f"this long; 0: never (default: {lim.stall_timeout:g})",
+    )
+    run.add_argument(
         "--graceful-timeout",
-        type=float,
+        type=_seconds,
         default=30.0,
         help="seconds in-flight requests get after SIGTERM (default: 30)",
+    )
+
+    http = parser.add_argument_group("HTTP connections")
+    http.add_argument(
+        "--max-header-bytes",
+        type=_count,
+        default=h.max_header_bytes,
+        help=f"request line and headers; more get 431 (default: {h.max_header_bytes // 1024} KiB)",
+    )
+    http.add_argument(
+        "--max-headers",
+        type=_count,
+        default=h.max_headers,
+        help=f"header fields; more get 431 (default: {h.max_headers})",
+    )
+    http.add_argument(
+        "--header-timeout",
+        type=_seconds,
+        default=h.header_timeout,
+        help=f"seconds from a request's first byte to the end of its headers (default: {h.header_timeout:g})",
+    )
+    http.add_argument(
+        "--body-timeout",
+        type=_seconds,
+        default=h.body_timeout,
+        help=f"seconds to receive a whole request body (default: {h.body_timeout:g})",
+    )
+    http.add_argument(
+        "--idle-timeout",
+        type=_seconds,
+        default=h.idle_timeout,
+        help=f"seconds a connection may wait for its next request (default: {h.idle_timeout:g})",
+    )
+    http.add_argument(
+        "--send-timeout",
+        type=_seconds,
+        default=h.send_timeout,
+        help=f"seconds a reply may wait for a client that does not read (default: {h.send_timeout:g})",
+    )
+    http.add_argument(
+        "--max-connections",
+        type=_count,
+        default=h.max_connections,
+        help=f"open HTTP connections; more get 503 (default: {h.max_connections})",
+    )
+
+    rpc = parser.add_argument_group("gRPC connections")
+    rpc.add_argument(
+        "--grpc-max-concurrent-rpcs",
+        type=_count,
+        default=d.grpc_max_concurrent_rpcs,
+        help=f"RPCs in progress per gRPC server; more get RESOURCE_EXHAUSTED (default: {d.grpc_max_concurrent_rpcs})",
+    )
+    rpc.add_argument(
+        "--grpc-max-streams",
+        type=_count,
+        default=d.grpc_max_streams,
+        help=f"concurrent streams per HTTP/2 connection (default: {d.grpc_max_streams})",
+    )
+    rpc.add_argument(
+        "--grpc-keepalive",
+        type=_seconds,
+        default=d.grpc_keepalive,
+        help=f"seconds between the server's pings on a quiet connection, to find dead peers (default: {d.grpc_keepalive:g})",
+    )
+    rpc.add_argument(
+        "--grpc-min-ping-interval",
+        type=_seconds,
+        default=d.grpc_min_ping_interval,
+        help="clients pinging more often than this are disconnected (keepalive enforcement; "
+        f"default: {d.grpc_min_ping_interval:g})",
+    )
+
+    sec = parser.add_argument_group("security")
+    sec.add_argument(
+        "--auth-token-file",
+        default=None,
+        metavar="PATH",
+        help="require 'Authorization: Bearer TOKEN' (REST) or 'authorization' metadata (gRPC, OMI) with "
+        "the token in this file; $OMI_AUTH_TOKEN sets it too; health and readiness stay open (default: off)",
+    )
+    sec.add_argument(
+        "--tls-cert", default=None, metavar="PATH", help="serve REST and gRPC over TLS with this certificate"
+    )
+    sec.add_argument("--tls-key", default=None, metavar="PATH", help="the private key of --tls-cert")
+    sec.add_argument(
+        "--cors-origins",
+        type=_origins,
+        default=(),
+        help="web origins allowed to call the REST API (comma separated, or *); requests from any "
+        "other origin are refused (default: none, only same-origin)",
     )
     parser.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
 
 
 def options_from_args(args: argparse.Namespace) -> ServeOptions:
     """Resolve flags and environment (``$PORT`` for Knative, ``$PSC_MODEL_PORT`` for OMI)."""
+    if (args.tls_cert is None) != (args.tls_key is None):
+        raise ConfigurationError("--tls-cert and --tls-key go together")
+    # A bad token, certificate or origin fails here, in one line, before any port opens.
+    token = load_token(args.auth_token_file, os.environ)
+    tls = load_tls(args.tls_cert, args.tls_key)
+    origins = check_origins(args.cors_origins)
     return ServeOptions(
         host=args.host,
         http_port=args.http_port if args.http_port is not None else _env_port("PORT", 8080),
@@ -110,10 +310,62 @@ def options_from_args(args: argparse.Namespace) -> ServeOptions:
         omi_port=args.omi_port if args.omi_port is not None else _env_port("PSC_MODEL_PORT", 45000),
         protocols=tuple(args.protocols),
         omi_model=args.omi_model,
-        workers=args.workers,
+        workers=args.workers if args.workers is not None else _env_count("WEB_CONCURRENCY", 1),
         max_message_bytes=args.max_message_bytes,
         graceful_timeout=args.graceful_timeout,
         log_level=args.log_level,
+        limits=Limits(
+            request_timeout=args.request_timeout,
+            max_inflight=args.max_inflight,
+            max_inflight_bytes=args.max_inflight_bytes,
+            predict_threads=args.predict_threads,
+            max_queue=args.max_queue,
+            stall_timeout=args.stall_timeout,
+        ),
+        http=HttpLimits(
+            max_header_bytes=args.max_header_bytes,
+            max_headers=args.max_headers,
+            header_timeout=args.header_timeout,
+            body_timeout=args.body_timeout,
+            idle_timeout=args.idle_timeout,
+            send_timeout=args.send_timeout,
+            max_connections=args.max_connections,
+        ),
+        grpc_max_concurrent_rpcs=args.grpc_max_concurrent_rpcs,
+        grpc_max_streams=args.grpc_max_streams,
+        grpc_keepalive=args.grpc_keepalive,
+        grpc_min_ping_interval=args.grpc_min_ping_interval,
+        auth_token_file=args.auth_token_file,
+        tls_cert=args.tls_cert,
+        tls_key=args.tls_key,
+        cors_origins=origins,
+        auth_token=token,
+        tls=tls,
+    )
+
+
+def supervise(argv: Sequence[str], args: argparse.Namespace) -> int | None:
+    """With ``--workers`` > 1, run the workers and return the exit code; None: serve in this process.
+
+    Called before any model is loaded: the supervisor never loads one.
+    """
+    from omi_adapters.workers import WORKER_ENV, supervise
+
+    options = options_from_args(args)
+    if options.workers < 1:
+        raise ConfigurationError(f"--workers must be at least 1, got {options.workers}")
+    if options.workers == 1 or os.environ.get(WORKER_ENV) is not None:
+        return None
+    logging.basicConfig(level=options.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    raise_open_file_limit()
+    flags = {"grpc": (options.grpc_port, "--grpc-port"), "omi": (options.omi_port, "--omi-port")}
+    return supervise(
+        argv,
+        workers=options.workers,
+        host=options.host,
+        http_port=options.http_port if "rest" in options.protocols else None,
+        grpc_ports=[flags[p] for p in options.protocols if p in flags],
+        graceful_timeout=options.graceful_timeout,
     )
 
 
@@ -121,6 +373,7 @@ def run(models: Sequence[Model], args: argparse.Namespace) -> int:
     """Serve until SIGTERM/SIGINT or an OMI Shutdown; returns the exit code."""
     options = options_from_args(args)
     logging.basicConfig(level=options.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    raise_open_file_limit()
     try:
         import uvloop
 
@@ -155,43 +408,56 @@ def _busy_predict_threads(wait: float = 0.5) -> list[threading.Thread]:
 async def serve(models: Sequence[Model], options: ServeOptions) -> int:
     """Run the chosen front ends until asked to stop."""
     from omi_adapters.dataplane import DataPlane
+    from omi_adapters.workers import WorkerLink
 
     loop = asyncio.get_running_loop()
-    executor = concurrent.futures.ThreadPoolExecutor(options.workers, thread_name_prefix=PREDICT_THREAD_PREFIX)
-    dataplane = DataPlane(models, executor=executor)
+    dataplane = DataPlane(models, limits=options.limits)
     stop = asyncio.Event()
+    worker = WorkerLink.from_env()
+    # An OMI Shutdown stops this process, or, in a worker, every worker of the supervisor.
+    shutdown = stop.set if worker is None else worker.request_stop
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     _log_platform()
-
-    # Eager models load before the ports open; background ones start loading; lazy ones wait.
-    await loop.run_in_executor(None, dataplane.start)
-    for model in dataplane.models:
-        if model.load_error is not None:
-            log.error("model %s version %s failed to load: %s", model.name, model.version, model.load_error)
-
     stoppers: list[Callable[[], Any]] = []
     tasks: list[asyncio.Task[Any]] = []
+    grpc_servers: list[tuple[Any, Any]] = []
     try:
+        # Every port is bound before any model loads: a port in use fails at once, in one line.
+        sockets: list[socket.socket] = []
         if "rest" in options.protocols:
+            shared = worker.http_socket() if worker is not None else None
+            sockets.append(shared or bind_socket(options.host, options.http_port, "--http-port"))
+        shared_ports = worker is not None  # the supervisor checked them; workers share them
+        if "grpc" in options.protocols:
+            grpc_servers.append(_grpc_server(dataplane, options, options.grpc_port, "oip", shutdown, shared_ports))
+        if "omi" in options.protocols:
+            grpc_servers.append(_grpc_server(dataplane, options, options.omi_port, "omi", shutdown, shared_ports))
+
+        # Eager models load before the ports listen; background ones start loading; lazy ones wait.
+        await loop.run_in_executor(None, dataplane.start)
+        for model in dataplane.models:
+            if model.load_error is not None:
+                log.error("model %s version %s failed to load: %s", model.name, model.version, model.load_error)
+
+        if sockets:
             http = _http_server(dataplane, options)
-            tasks.append(asyncio.create_task(http.serve(), name="uvicorn"))
+            tasks.append(asyncio.create_task(http.serve(sockets=sockets), name="uvicorn"))
             stoppers.append(lambda: setattr(http, "should_exit", True))
             while not http.started:
                 if tasks[-1].done():
-                    await tasks[-1]  # raises the reason (port in use, ...)
+                    await tasks[-1]  # raises the reason
                     raise ConfigurationError(f"the REST server on {options.host}:{options.http_port} did not start")
                 await asyncio.sleep(0.01)
-        grpc_servers = []
-        if "grpc" in options.protocols:
-            grpc_servers.append(await _grpc_server(dataplane, options, options.grpc_port, "oip", stop.set))
-        if "omi" in options.protocols:
-            grpc_servers.append(await _grpc_server(dataplane, options, options.omi_port, "omi", stop.set))
+        for server, _ in grpc_servers:
+            await server.start()
         log.info(
             "serving %s: %s",
             ", ".join(f"{m.name}:{m.version}" for m in dataplane.models),
             ", ".join(_endpoints(options)),
         )
+        if worker is not None:
+            worker.ready()
         waiter = asyncio.create_task(stop.wait())
         done, _ = await asyncio.wait([waiter, *tasks], return_when=asyncio.FIRST_COMPLETED)
         if waiter not in done:
@@ -209,9 +475,56 @@ async def serve(models: Sequence[Model], options: ServeOptions) -> int:
             loop.remove_signal_handler(sig)
         # The front ends have drained within the grace period: a predict still running has
         # nobody left to answer (run() decides what to do about it).
-        executor.shutdown(wait=False, cancel_futures=True)
+        dataplane.close()
     log.info("stopped")
     return 0
+
+
+def bind_socket(host: str, port: int, flag: str) -> socket.socket:
+    """A TCP socket bound to ``host:port`` (listening starts with the server), never shared.
+
+    SO_REUSEADDR lets a restarted server take the port while old connections linger in
+    TIME_WAIT; SO_REUSEPORT is not set, so a second server on the port is refused.
+    """
+    try:
+        family, kind, proto, _, address = socket.getaddrinfo(
+            host or None, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+        )[0]
+    except socket.gaierror as exc:
+        raise ConfigurationError(f"cannot listen on {host}:{port} ({flag}): {exc.strerror}") from None
+    sock = socket.socket(family, kind, proto)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind(address)
+    except OSError as exc:
+        sock.close()
+        if exc.errno == errno.EADDRINUSE:
+            raise ConfigurationError(f"port {port} ({flag}) is in use on {host}: is another server running?") from None
+        raise ConfigurationError(f"cannot listen on {host}:{port} ({flag}): {exc.strerror}") from None
+    sock.set_inheritable(False)
+    return sock
+
+
+def raise_open_file_limit() -> None:
+    """Raise the soft open-file limit to the hard one: each connection is a file descriptor.
+
+    Linux starts processes at a soft limit of 1024 while the hard one is usually far higher;
+    at 1024, a thousand idle sockets would lock every client out.
+    """
+    try:
+        import resource
+    except ImportError:  # pragma: no cover - not on POSIX
+        return
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    target = hard if hard != resource.RLIM_INFINITY else max(soft, 1 << 20)
+    if soft == resource.RLIM_INFINITY or soft >= target:
+        return
+    try:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+    except (OSError, ValueError) as exc:
+        log.warning("could not raise the open-file limit from %d to %d: %s", soft, target, exc)
+    else:
+        log.debug("open-file limit raised from %d to %d", soft, target)
 
 
 def _endpoints(options: ServeOptions) -> Iterator[str]:
@@ -235,6 +548,7 @@ def _log_platform() -> None:
 def _http_server(dataplane: Any, options: ServeOptions) -> Any:
     import uvicorn
 
+    from omi_adapters.http_protocol import http_protocol
     from omi_adapters.rest import build_app
 
     class Server(uvicorn.Server):
@@ -244,29 +558,74 @@ def _http_server(dataplane: Any, options: ServeOptions) -> Any:
         def capture_signals(self) -> Iterator[None]:
             yield
 
+    # The origin check is always on; the token when one is set (health and readiness stay open).
+    token = options.auth_token
+    tls = options.tls is not None
+    app = AccessGate(
+        build_app(dataplane, max_body_bytes=options.max_message_bytes), token=token, origins=options.cors_origins
+    )
+    if token is not None or tls:
+        log.info("OIP REST: %s", access_summary(options.auth_token_file, token is not None, tls))
     config = uvicorn.Config(
-        build_app(dataplane, max_body_bytes=options.max_message_bytes),
+        app,
         host=options.host,
         port=options.http_port,
-        http="httptools",
+        http=http_protocol(options.http),
+        interface="asgi3",  # AccessGate returns the application's coroutine (uvicorn would guess ASGI 2)
         lifespan="off",
         access_log=False,
         # Nothing here reads the client address, so X-Forwarded-* need no per-request rewriting.
         proxy_headers=False,
         log_level=options.log_level,
+        timeout_keep_alive=max(1, round(options.http.idle_timeout)),
         timeout_graceful_shutdown=int(options.graceful_timeout),
+        ssl_certfile=options.tls_cert if tls else None,
+        ssl_keyfile=options.tls_key if tls else None,
     )
     return Server(config)
 
 
-async def _grpc_server(
-    dataplane: Any, options: ServeOptions, port: int, kind: str, shutdown: Callable[[], None]
+def _grpc_server(
+    dataplane: Any, options: ServeOptions, port: int, kind: str, shutdown: Callable[[], None], shared: bool = False
 ) -> Any:
+    """A grpc.aio server for the OIP or OMI service, its port bound (it starts later).
+
+    ``shared``: a worker of ``--workers``, whose port the supervisor checked and whose sibling
+    workers bind it too.
+    """
     import grpc
 
+    flag = "--grpc-port" if kind == "oip" else "--omi-port"
+    if not shared:
+        # grpcio would share a port with another process (SO_REUSEPORT) and fail with a log of
+        # its own: probe it as the REST port is bound, then bind without port sharing.
+        bind_socket(options.host, port, flag).close()
     limit = options.max_message_bytes
+    token, tls = options.auth_token, options.tls
+    if token is not None or tls is not None:
+        front = "OIP gRPC" if kind == "oip" else "OMI gRPC"
+        log.info("%s: %s", front, access_summary(options.auth_token_file, token is not None, tls is not None))
+    interceptors = None
+    if token is not None:
+        from omi_adapters.grpc_access import TokenInterceptor
+
+        interceptors = [TokenInterceptor(token)]  # without a token, no interceptor and no cost
     server = grpc.aio.server(
-        options=[("grpc.max_receive_message_length", limit), ("grpc.max_send_message_length", limit)]
+        interceptors=interceptors,
+        options=[
+            ("grpc.so_reuseport", 1 if shared else 0),
+            ("grpc.max_receive_message_length", limit),
+            ("grpc.max_send_message_length", limit),
+            ("grpc.max_concurrent_streams", options.grpc_max_streams),
+            # Ping quiet connections to find peers that went away without closing them ...
+            ("grpc.keepalive_time_ms", int(options.grpc_keepalive * 1000)),
+            ("grpc.keepalive_timeout_ms", 20_000),
+            # ... and let clients keep theirs alive, but not flood the server with pings.
+            ("grpc.keepalive_permit_without_calls", 1),
+            ("grpc.http2.min_ping_interval_without_data_ms", int(options.grpc_min_ping_interval * 1000)),
+            ("grpc.http2.max_ping_strikes", 2),
+        ],
+        maximum_concurrent_rpcs=options.grpc_max_concurrent_rpcs or None,
     )
     if kind == "oip":
         from omi_adapters import grpc_oip
@@ -278,8 +637,13 @@ async def _grpc_server(
         health = grpc_omi.add_to_server(server, dataplane, shutdown=shutdown, model=options.omi_model)
     address = f"{options.host}:{port}"
     try:
-        server.add_insecure_port(address)
-    except RuntimeError as exc:
-        raise ConfigurationError(f"cannot listen on {address} for {kind.upper()} gRPC: {exc}") from exc
-    await server.start()
+        if tls is None:
+            bound = server.add_insecure_port(address)
+        else:
+            cert, key = tls
+            bound = server.add_secure_port(address, grpc.ssl_server_credentials([(key, cert)]))
+    except RuntimeError:
+        bound = 0
+    if not bound:
+        raise ConfigurationError(f"port {port} ({flag}) is in use on {options.host}: is another server running?")
     return server, health
