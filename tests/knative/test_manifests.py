@@ -152,9 +152,10 @@ def test_containerfile_has_the_omi_labels_env_and_serve_command(tmp_path: Path) 
     cmd = json.loads(next(line for line in logical.splitlines() if line.startswith("CMD "))[4:])
     assert cmd[:2] == ["/bin/sh", "-c"] and "omi serve adder.py:adder --protocols rest" in cmd[2]
     assert '"${PORT:-${HTTP_PORT:-8080}}"' in cmd[2]
-    # Sized to the pod's 512M: an eighth of it in flight, the server's deadline the run timeout.
+    # Sized to the pod's 512M: an eighth of it in flight, a quarter of that per message (a JSON body
+    # parsed whole takes up to ~16x its size), the server's deadline the run timeout.
     limits = dict(re.findall(r"(--max-inflight-bytes|--max-message-bytes|--request-timeout) (\S+)", cmd[2]))
-    assert limits == {"--max-inflight-bytes": "64000000", "--max-message-bytes": "64000000", "--request-timeout": "60"}
+    assert limits == {"--max-inflight-bytes": "64000000", "--max-message-bytes": "16000000", "--request-timeout": "60"}
     assert (out / "model" / "adder.py").read_bytes() == (ROOT / "examples" / "adder.py").read_bytes()
 
 
@@ -312,3 +313,13 @@ def test_a_top_level_package_is_installed_not_copied(tmp_path: Path, monkeypatch
     cmd = next(line for line in (out / "Containerfile").read_text().splitlines() if line.startswith("CMD "))
     assert "omi serve knative_pkgmodel:adder " in cmd
     assert not list((out / "model").iterdir())
+
+
+def test_workers_multiply_the_pods_memory_and_cpu_and_reach_the_serve_command(tmp_path: Path) -> None:
+    out = build(tmp_path, str(ROOT / "examples" / "adder.py"), args=("--workers", "2"))
+    c = container(load(out / "service.yaml"))
+    assert c["resources"] == {"requests": {"cpu": "2", "memory": "1024M"}, "limits": {"memory": "1024M"}}
+    # containerConcurrency is the pod's: all its workers together.
+    assert load(out / "service.yaml")["spec"]["template"]["spec"]["containerConcurrency"] == 10
+    cmd = (out / "Containerfile").read_text()
+    assert "--workers 2" in cmd and "--max-inflight-bytes 64000000" in cmd  # each worker's share of the memory

@@ -65,6 +65,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--target", type=float, default=None, help="autoscaling target concurrency (default: --concurrency)"
     )
+    parser.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        help="omi serve --workers in the container: each loads the models, so the pod's memory and CPU "
+        "requests are the models' times this; --concurrency stays the pod's, all workers together; default 1",
+    )
     parser.add_argument("--min-scale", type=int, default=0, help="fewest replicas (0 scales to zero); default 0")
     parser.add_argument("--max-scale", type=int, default=10, help="most replicas (0: no limit); default 10")
     parser.add_argument(
@@ -117,6 +124,7 @@ def build(models: list[Model], args: argparse.Namespace) -> int:
         min_scale=args.min_scale,
         max_scale=args.max_scale,
         env=tuple(env),
+        workers=args.workers,
     )
     for path in [*args.wheel, *args.include]:
         if not path.exists():
@@ -169,7 +177,7 @@ def write(
         base=base,
         wheels=bool(wheels),
         graceful_timeout=request_timeout(models),
-        extra_args=serve_limits(models),
+        extra_args=serve_limits(models, deployment.workers),
     )
     out = Path(out)
     _check_ours(out)

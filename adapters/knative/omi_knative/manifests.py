@@ -65,8 +65,12 @@ class Deployment:
     min_scale: int = 0
     max_scale: int = 10
     env: Sequence[tuple[str, str]] = field(default_factory=tuple)
+    #: ``omi serve --workers``: processes in the container, each with its own copy of the models.
+    workers: int = 1
 
     def __post_init__(self) -> None:
+        if type(self.workers) is not int or self.workers < 1:
+            raise ConfigurationError(f"workers must be at least 1, got {self.workers!r}")
         if self.protocol not in PROTOCOL_PORT_NAMES:
             raise ConfigurationError(f"protocol must be 'rest' or 'grpc', got {self.protocol!r}")
         if not self.image:
@@ -144,7 +148,7 @@ def _container(models: Sequence[Model], deployment: Deployment, *, name: str) ->
         "name": name,
         "image": deployment.image,
         "ports": [{"name": port_name, "containerPort": deployment.port, "protocol": "TCP"}],
-        "resources": resources(models),
+        "resources": resources(models, deployment.workers),
         "readinessProbe": _probe(deployment, period=None),
         "livenessProbe": {
             **_probe(deployment, period=LIVENESS_PERIOD_SECONDS, path=LIVE_PATH),
@@ -185,10 +189,14 @@ def _probe(deployment: Deployment, period: int | None, path: str = READY_PATH) -
     return probe
 
 
-def resources(models: Sequence[Model]) -> dict[str, Any]:
-    """Requests (and the memory and GPU limits) summed over the models' OMI ``resources``."""
-    ram = sum(parse_size(m.metadata.resources.required_ram, f"model '{m.name}' resources.required_ram") for m in models)
-    cpus = sum(m.metadata.resources.num_cpus for m in models)
+def resources(models: Sequence[Model], workers: int = 1) -> dict[str, Any]:
+    """Requests (and the memory and GPU limits) summed over the models' OMI ``resources``.
+
+    Each of ``workers`` processes loads every model: memory and CPU are needed that many times
+    (GPUs are shared by the workers, not multiplied).
+    """
+    ram = workers * _ram(models)
+    cpus = workers * sum(m.metadata.resources.num_cpus for m in models)
     gpus = sum(m.metadata.resources.num_gpus for m in models)
     memory = _memory_quantity(ram)
     out: dict[str, Any] = {"requests": {"cpu": _cpu_quantity(cpus), "memory": memory}, "limits": {"memory": memory}}
@@ -197,23 +205,30 @@ def resources(models: Sequence[Model]) -> dict[str, Any]:
     return out
 
 
-def serve_limits(models: Sequence[Model]) -> list[str]:
-    """``omi serve`` flags that keep the process inside the pod's memory limit, and its deadline.
+def serve_limits(models: Sequence[Model], workers: int = 1) -> list[str]:
+    """``omi serve`` flags that keep each process inside its share of the pod's memory, and its deadline.
 
-    The bytes requests in flight may hold are an eighth of the memory the models declare (the
-    limit :func:`resources` sets), and no single message is larger; the server's request timeout
-    is the longest declared run timeout, as the Knative request timeout is.
+    The bytes requests in flight may hold in one process are an eighth of the memory the models
+    declare (each worker's share of the limit :func:`resources` sets). A message is at most a
+    quarter of that: numeric JSON decodes in under its own size again, but a JSON body the fast
+    decoder cannot take (BYTES, malformed) is parsed whole, into Python objects of up to ~16x its
+    size. The server's request timeout is the longest declared run timeout, as the Knative
+    request timeout is.
     """
-    memory = sum(
-        parse_size(m.metadata.resources.required_ram, f"model '{m.name}' resources.required_ram") for m in models
-    )
-    inflight = max(2**20, memory // INFLIGHT_MEMORY_SHARE)
+    inflight = max(2**20, _ram(models) // INFLIGHT_MEMORY_SHARE)
     run = max(parse_duration(m.metadata.timeouts.run, f"model '{m.name}' timeouts.run") for m in models)
-    return [
+    flags = [
         "--max-inflight-bytes", str(inflight),
-        "--max-message-bytes", str(min(MAX_MESSAGE_BYTES, inflight)),
+        "--max-message-bytes", str(min(MAX_MESSAGE_BYTES, inflight // 4)),
         "--request-timeout", _format_number(max(1.0, run)),
     ]  # fmt: skip
+    return [*flags, "--workers", str(workers)] if workers > 1 else flags
+
+
+def _ram(models: Sequence[Model]) -> int:
+    return sum(
+        parse_size(m.metadata.resources.required_ram, f"model '{m.name}' resources.required_ram") for m in models
+    )
 
 
 def load_seconds(models: Sequence[Model]) -> float:
