@@ -192,9 +192,27 @@ def coerce_output(datatype: str, value: Any, where: str) -> np.ndarray[Any, Any]
         return array.astype(target)
 
 
+#: Magnitudes below these convert to the type without overflow (a little under the exact
+#: rounding threshold of each: anything at or above takes the exact path below).
+_SAFE_FLOAT = {"FP16": 65504.0, "FP32": 3.4e38, "BF16": 3.38e38}
+#: Arrays up to this size are range-checked as Python floats, cheaper than numpy reductions.
+_SMALL = 64
+
+
 def to_float(datatype: str, array: np.ndarray[Any, Any], where: str) -> np.ndarray[Any, Any]:
     """Request numbers as FP16/FP32/FP64/BF16's array dtype, refusing a finite value that the
     type cannot hold (it would silently become infinity)."""
+    safe = _SAFE_FLOAT.get(datatype)
+    if safe is not None and 0 < array.size and array.dtype.kind in "iuf":
+        # The common case, kept cheap for small requests: every value comfortably in range.
+        if array.size <= _SMALL:
+            values = array.ravel().tolist()
+            low, high = min(values), max(values)
+        else:
+            low, high = array.min(), array.max()
+        if -safe < low and high < safe:
+            out = array.astype(np.float32 if datatype == "BF16" else ARRAY_DTYPES[datatype])
+            return bf16_to_float32(float32_to_bf16(out)) if datatype == "BF16" else out
     with np.errstate(over="ignore"):
         out = array.astype(np.float32 if datatype == "BF16" else ARRAY_DTYPES[datatype])
         if datatype == "BF16":

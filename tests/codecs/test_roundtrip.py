@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import orjson
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
@@ -141,3 +144,31 @@ def test_nan_and_infinity_are_null_in_json_and_kept_in_binary() -> None:
     assert header_length is not None
     raw = b"".join(bytes(chunk) for chunk in chunks)[header_length:]
     np.testing.assert_array_equal(np.frombuffer(raw, dtype="<f4"), values)
+
+
+@pytest.mark.parametrize(
+    ("datatype", "values", "error"),
+    [
+        ("FP32", [1.0, -2.5, 3.3e38], None),
+        ("FP32", [3.4028234663852886e38, -3.4028234663852886e38], None),  # FLT_MAX itself: the exact path
+        ("FP32", [1.0, 3.4028235677973366e38], "value 3.4028235677973366e+38 is out of range for FP32"),
+        ("FP16", [65504.0, -65504.0], None),
+        ("FP16", [65519.0], None),  # rounds down to 65504
+        ("FP16", [1.0, 65520.0], "value 65520.0 is out of range for FP16"),
+        ("BF16", [3.3e38, 1.0], None),
+        ("FP32", list(range(100)) + [1e39], "value 1e+39 is out of range for FP32"),  # past the small-array check
+    ],
+)
+def test_float_range_checks_agree_on_both_sides_of_the_fast_path(
+    datatype: str, values: list, error: str | None
+) -> None:
+    from omi_adapters.codecs.tensors import to_float
+    from omi_adapters.errors import InvalidInputError
+
+    array = np.array(values)
+    if error is None:
+        out = to_float(datatype, array, "input 'X'")
+        assert np.isfinite(out).all() and out.shape == array.shape
+    else:
+        with pytest.raises(InvalidInputError, match=re.escape(error)):
+            to_float(datatype, array, "input 'X'")
