@@ -70,6 +70,8 @@ log = logging.getLogger("omi_adapters.http")
 # Where a connection's parser stands. A request is "in progress" from HEAD to DONE; IDLE waits
 # for the next one; CLOSED ignores everything (refused, lost, or handed to a WebSocket).
 _IDLE, _HEAD, _BODY, _DONE, _CLOSED = range(5)
+#: Writes up to this size in one loop turn are joined into one (a small reply's head and body).
+_CORK_BYTES = 64 * 1024
 #: Stands for "no bound" where a number is needed.
 _UNBOUNDED = sys.maxsize
 #: The delay of a keep-alive timer when --idle-timeout is off (uvicorn always arms one).
@@ -158,6 +160,9 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
         self, transport: asyncio.Transport
     ) -> None:
         super().connection_made(transport)
+        # uvicorn writes a response's head and its body separately, two send() calls for a small
+        # reply: its cycles write through this, which joins them into one.
+        self._cork = _Corked(transport, self.loop)
         if len(self.connections) > self._max_connections:
             cls = type(self)
             now = self.loop.time()
@@ -267,6 +272,7 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
                 return
         self._phase = _BODY
         super().on_headers_complete()  # starts the application, or queues it behind the running one
+        self.cycle.transport = self._cork  # type: ignore[assignment]
         running = self._running
         if running is None or running.response_complete:
             self._running = self.cycle
@@ -293,6 +299,7 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
         super().on_message_complete()
 
     def on_response_complete(self) -> None:
+        self._cork.flush()  # the whole reply, head and body, in one write
         queued = self.pipeline[-1][0] if self.pipeline else None
         super().on_response_complete()  # starts the next pipelined request, or arms the idle timer
         if self.transport.is_closing():
@@ -414,7 +421,12 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
             return
         self._answer(status, message, refused)
 
+    def send_400_response(self, msg: str) -> None:
+        self._cork.flush()  # after what was already answered on this connection
+        super().send_400_response(msg)
+
     def _answer(self, status: int, message: str, refused: RequestResponseCycle | None) -> None:
+        self._cork.flush()  # after what was already answered on this connection
         self._unset_keepalive_if_required()
         if refused is None or not refused.response_started:
             self.transport.write(self._error_response(status, message))
@@ -437,6 +449,50 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
 
     def _peer(self) -> str:
         return f"{self.client[0]}:{self.client[1]}" if self.client else "a client"
+
+
+class _Corked:
+    """A transport whose small writes within one loop turn go out as one ``writelines`` (one syscall).
+
+    Past ``_CORK_BYTES`` what is pending is written at once, so that a large reply meets the
+    transport's flow control (``pause_writing``) as it would without corking.
+    """
+
+    __slots__ = ("_loop", "_pending", "_size", "_transport")
+
+    def __init__(self, transport: asyncio.Transport, loop: asyncio.AbstractEventLoop) -> None:
+        self._transport = transport
+        self._loop = loop
+        self._pending: list[bytes] | None = None
+        self._size = 0
+
+    def write(self, data: bytes) -> None:
+        if self._pending is None:
+            if len(data) >= _CORK_BYTES:
+                self._transport.write(data)
+                return
+            self._pending = [data]
+            self._size = len(data)
+            # A reply whose end is not in this loop turn (a stream) goes out at its end.
+            self._loop.call_soon(self.flush)
+            return
+        self._pending.append(data)
+        self._size += len(data)
+        if self._size >= _CORK_BYTES:
+            self.flush()
+
+    def flush(self) -> None:
+        """Write what is pending now."""
+        pending, self._pending = self._pending, None
+        if pending and not self._transport.is_closing():
+            self._transport.writelines(pending)
+
+    def close(self) -> None:
+        self.flush()
+        self._transport.close()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._transport, name)
 
 
 def http_protocol(limits: HttpLimits) -> type[LimitedHttpToolsProtocol]:
