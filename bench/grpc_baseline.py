@@ -25,7 +25,10 @@ async def infer(request: bytes, context: grpc.aio.ServicerContext[bytes, bytes])
 
 
 async def main(port: int) -> None:
-    server = grpc.aio.server()
+    limit = 64 << 20  # omi serve's --max-message-bytes: 4 MiB uploads are over grpcio's default
+    server = grpc.aio.server(
+        options=[("grpc.max_receive_message_length", limit), ("grpc.max_send_message_length", limit)]
+    )
     handler: grpc.RpcMethodHandler[bytes, bytes] = grpc.unary_unary_rpc_method_handler(
         infer
     )  # no (de)serializers: bytes in, bytes out

@@ -1,141 +1,480 @@
-"""Benchmark ``omi serve`` against the bare transport in one run, on this machine: REST against a
-bare Starlette route on uvicorn, gRPC against a bare ``grpc.aio`` handler.
+"""``make bench``: every figure of the "Fast and scaled" table in one run, against the same
+baselines, written to ``bench/RESULTS.md`` (and ``bench/results.json``).
 
-The server runs on core 0 and the load generator on core 1 (where there are two). Latency is
-the p50 with one request in flight; throughput is requests/s with 16 in flight; each ratio is
-the median over several rounds (``BENCH_ROUNDS``, ``BENCH_SECONDS`` per measurement). The targets
-(serving issue): latency <= 1.1x the baseline, throughput >= 0.8x, for the bundled example
-(``examples/adder.py``, whose predict runs on the event loop). The same model with predict in the
-thread pool is measured too, for information: the thread hand-off is the price of a predict that
-may block. gRPC ratios are recorded without a target yet. Results go to ``bench/results.json``;
-the exit code is 1 when a REST target is missed.
+Servers, each started pinned to core 0 with the load generators on core 1:
+
+- ``bare_rest``: a bare Starlette route on uvicorn answering a fixed reply (``baseline.py``);
+- ``bare_grpc``: a bare ``grpc.aio`` handler answering fixed bytes (``grpc_baseline.py``);
+- ``minimal``: the smallest correct OIP handler, raw ASGI + orjson + numpy (``minimal_oip.py``);
+- ``triton``: tritonserver serving ``omi build triton examples/adder.py`` (Python backend);
+- ``omi``: ``omi serve examples/adder.py`` (predict on the event loop, ``run_in_thread=False``);
+- ``omi_thread``: ``omi serve bench/threaded_adder.py`` (a plain sync predict, in a thread).
+
+Each round starts every server, measures each figure on every server back to back (their order
+turns from round to round), stops them, then measures the cold starts (with the JSON memory
+figure on each fresh process) and the two scaling figures. Ratios are taken within a round; the
+report gives the median ratio over the rounds and the median absolute figures.
+
+Knobs: ``BENCH_SECONDS`` (per measurement, default 3), ``BENCH_ROUNDS`` (default 5),
+``BENCH_QUICK=1`` (0.3 s each, one round, no Triton: checks only that every figure is produced;
+the results go to a temporary folder unless ``BENCH_OUT`` names one), ``BENCH_TRITON=0`` (skip
+Triton), ``BENCH_OUT`` (where RESULTS.md and results.json go; default bench/).
+
+Exit code: 0 when every figure was measured, met or missed (RESULTS.md says which); 1 when a
+measurement failed (a server did not start or answered wrongly).
 """
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import json
 import os
-import socket
-import statistics
+import platform
+import shutil
 import subprocess
 import sys
+import tempfile
 import time
+import traceback
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
-HERE = Path(__file__).resolve().parent
-ROOT = HERE.parent
-BODY = '{"inputs":[{"name":"X","datatype":"FP32","shape":[1,4],"data":[1.0,2.0,3.0,4.0]}]}'
-PATH = "/v2/models/adder/infer"
-TARGETS = {"latency_ratio_max": 1.1, "throughput_ratio_min": 0.8}
+import harness
+import payloads
+import report
+from harness import BOTH_CORES, HERE, ROOT, Server
 
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def _pinned(cpu: int) -> list[str]:
-    return ["taskset", "-c", str(cpu)] if (os.cpu_count() or 1) > 1 and _has("taskset") else []
+PY = sys.executable
+ADDER_PATH = payloads.INFER_PATH.format(model="adder")
+SMALL_BODY = payloads.small_json()
+GRPC_SMALL = payloads.grpc_frame(payloads.grpc_request(payloads.SMALL_X))
+#: A gRPC reply to the small request carries at least its frame and 16 bytes of data.
+GRPC_MIN_REPLY = 5 + 16
 
 
-def _has(tool: str) -> bool:
-    return any((Path(p) / tool).exists() for p in os.environ.get("PATH", "").split(os.pathsep))
+@dataclass
+class Spec:
+    """One server of the comparison: what it serves and how it is started on given ports."""
+
+    key: str
+    label: str
+    protocols: frozenset[str]
+    command: Callable[[dict[str, int]], list[str]]
+    check: bool = True  # its answers are Y = X + 1 (the bare baselines answer a fixed reply)
+    env: Callable[[], dict[str, str] | None] = lambda: None
+
+    def server(self) -> tuple[Server, dict[str, int]]:
+        ports = {"http": harness.free_port(), "grpc": harness.free_port(), "omi": harness.free_port(),
+                 "metrics": harness.free_port()}  # fmt: skip
+        return Server(self.key, self.command(ports), env=self.env()), ports
 
 
-def _wait(port: int, proc: subprocess.Popen[bytes]) -> None:
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise SystemExit(f"server exited with {proc.returncode}")
-        with socket.socket() as s:
-            if s.connect_ex(("127.0.0.1", port)) == 0:
-                return
-        time.sleep(0.05)
-    raise SystemExit("server did not start")
+def omi_serve(targets: str | list[str], *extra: str) -> Callable[[dict[str, int]], list[str]]:
+    targets = [targets] if isinstance(targets, str) else targets
+    return lambda p: [
+        PY, "-m", "omi_adapters.cli", "serve", *targets, "--host", "127.0.0.1", "--http-port", str(p["http"]),
+        "--grpc-port", str(p["grpc"]), "--omi-port", str(p["omi"]), "--log-level", "warning", *extra,
+    ]  # fmt: skip
 
 
-def measure(name: str, command: list[str], port: int, load: list[str], seconds: float) -> dict[str, float]:
-    """Start ``command`` on core 0, then run ``load`` (a load generator taking the number in
-    flight and the seconds) on core 1 with 1 and with 16 in flight."""
-    proc = subprocess.Popen(_pinned(0) + command, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+REST, GRPC = frozenset({"rest"}), frozenset({"grpc"})
+BOTH = REST | GRPC
+SPECS = {
+    "bare_rest": Spec("bare_rest", "bare Starlette", REST, lambda p: [PY, str(HERE / "baseline.py"), str(p["http"])],
+                      check=False),
+    "bare_grpc": Spec("bare_grpc", "bare grpc.aio", GRPC, lambda p: [PY, str(HERE / "grpc_baseline.py"),
+                      str(p["grpc"])], check=False),
+    "minimal": Spec("minimal", "minimal OIP", REST, lambda p: [PY, str(HERE / "minimal_oip.py"), str(p["http"])]),
+    "omi": Spec("omi", "omi serve", BOTH, omi_serve("examples/adder.py")),
+    "omi_thread": Spec("omi_thread", "omi serve (threaded)", BOTH, omi_serve("bench/threaded_adder.py")),
+}  # fmt: skip
+
+
+@dataclass(frozen=True)
+class Figure:
+    key: str
+    title: str
+    unit: str
+    protocol: str
+    lower_is_better: bool
+    measure: Callable[[Spec, dict[str, int], Path, float], dict[str, Any]]
+    value: str  # the key of the measurement's result that is the figure
+
+
+Measure = Callable[[Spec, dict[str, int], Path, float], dict[str, Any]]
+
+
+def _rest_small(connections: int) -> Measure:
+    def measure(spec: Spec, ports: dict[str, int], files: Path, seconds: float) -> dict[str, Any]:
+        return harness.wrk(ports["http"], ADDER_PATH, files / "small.json", connections, seconds)
+
+    return measure
+
+
+def _grpc_small(streams: int) -> Measure:
+    def measure(spec: Spec, ports: dict[str, int], files: Path, seconds: float) -> dict[str, Any]:
+        return harness.h2load(ports["grpc"], files / "grpc_small.bin", streams, seconds, GRPC_MIN_REPLY)
+
+    return measure
+
+
+def _upload(mode: str) -> Measure:
+    def measure(spec: Spec, ports: dict[str, int], files: Path, seconds: float) -> dict[str, Any]:
+        port, where = (ports["grpc"], "adder") if mode == "grpc-raw" else (ports["http"], ADDER_PATH)
+        return harness.upload(mode, port, where, seconds, spec.check)
+
+    return measure
+
+
+FIGURES = [
+    Figure("rest_p50", "REST small p50 (1 in flight)", "us", "rest", True, _rest_small(1), "p50_us"),
+    Figure("rest_rps", "REST small RPS, 16 in flight (wrk)", "req/s", "rest", False, _rest_small(16), "rps"),
+    Figure("grpc_p50", "gRPC small p50 (1 in flight)", "us", "grpc", True, _grpc_small(1), "p50_us"),
+    Figure("grpc_rps", "gRPC small RPS, 16 in flight (h2load)", "req/s", "grpc", False, _grpc_small(16), "rps"),
+    Figure("rest_binary", "REST 4 MiB binary", "MB/s", "rest", False, _upload("rest-binary"), "mb_s"),
+    Figure("rest_json", "REST 4 MiB JSON", "MB/s", "rest", False, _upload("rest-json"), "mb_s"),
+    Figure("grpc_raw", "gRPC 4 MiB raw", "MB/s", "grpc", False, _upload("grpc-raw"), "mb_s"),
+]
+
+
+@dataclass
+class Run:
+    seconds: float
+    rounds: int
+    quick: bool
+    files: Path
+    specs: dict[str, Spec]
+    triton_note: str
+    #: round -> figure -> server -> measurement (a dict with "value"), or {"error": text}
+    data: list[dict[str, dict[str, dict[str, Any]]]] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)
+
+    def record(self, figure: str, server: str, result: dict[str, Any]) -> None:
+        self.data[-1].setdefault(figure, {})[server] = result
+
+    def attempt(self, figure: str, server: str, what: Callable[[], dict[str, Any]], value: str) -> None:
+        try:
+            result = what()
+            result["value"] = result[value]
+        except Exception as exc:  # noqa: BLE001 - any failure is recorded and the run goes on
+            text = f"round {len(self.data)}, {figure}, {server}: {type(exc).__name__}: {exc}"
+            print(f"  FAILED {text}", flush=True)
+            self.errors.append(text)
+            result = {"error": str(exc)[:2000]}
+        else:
+            print(f"  {figure:<14} {server:<12} {result['value']:>12.1f}", flush=True)
+        self.record(figure, server, result)
+
+
+def _turned(items: list[str], number: int) -> list[str]:
+    """``items`` turned by ``number`` places: each server goes first in some round."""
+    n = number % len(items) if items else 0
+    return items[n:] + items[:n]
+
+
+def _check_small(spec: Spec, ports: dict[str, int]) -> None:
+    """The server answers the small request (with Y = X + 1, unless a bare baseline)."""
+    if "rest" in spec.protocols:
+        status, headers, body = harness.post(
+            ports["http"], ADDER_PATH, SMALL_BODY, {"Content-Type": "application/json"}
+        )
+        if status != 200:
+            raise RuntimeError(f"{spec.key}: REST status {status}: {body[:300]!r}")
+        if spec.check:
+            payloads.check_rest_reply(payloads.SMALL_X, headers, body)
+    if "grpc" in spec.protocols:
+        import grpc
+
+        with grpc.insecure_channel(f"127.0.0.1:{ports['grpc']}") as channel:
+            call: grpc.UnaryUnaryMultiCallable[bytes, bytes] = channel.unary_unary(payloads.GRPC_PATH)
+            deadline = time.monotonic() + 60
+            while True:
+                try:
+                    reply = call(payloads.grpc_request(payloads.SMALL_X), timeout=10)
+                    break
+                except grpc.RpcError:
+                    if time.monotonic() > deadline:
+                        raise
+                    time.sleep(0.1)
+        if spec.check:
+            payloads.check_grpc_reply(payloads.SMALL_X, reply)
+
+
+def _ready(spec: Spec, server: Server, ports: dict[str, int]) -> None:
+    if "rest" in spec.protocols:
+        harness.first_answer(server, ports["http"], ADDER_PATH, SMALL_BODY)
+    else:
+        harness.wait_port(server, ports["grpc"])
+    _check_small(spec, ports)
+
+
+def start_ready(spec: Spec, attempts: int = 3) -> tuple[Server, dict[str, int]]:
+    """Start ``spec``'s server on free ports and wait until it answers correctly; again on
+    other ports if it fails to start (another process may have taken a port meanwhile)."""
+    for attempt in range(1, attempts + 1):
+        server, ports = spec.server()
+        server.start()
+        try:
+            _ready(spec, server, ports)
+            return server, ports
+        except Exception:
+            server.stop()
+            if attempt == attempts:
+                raise
+            print(f"  {spec.key} did not start, trying again", flush=True)
+    raise AssertionError("unreachable")
+
+
+@contextlib.contextmanager
+def running(specs: list[Spec]) -> Iterator[dict[str, tuple[Server, dict[str, int]]]]:
+    started: dict[str, tuple[Server, dict[str, int]]] = {}
     try:
-        _wait(port, proc)
-        load = [*_pinned(1), sys.executable, *load]
-        latency = json.loads(subprocess.check_output([*load, "1", str(seconds)], cwd=ROOT))
-        throughput = json.loads(subprocess.check_output([*load, "16", str(seconds)], cwd=ROOT))
+        for spec in specs:
+            started[spec.key] = start_ready(spec)
+        yield started
     finally:
-        proc.terminate()
-        proc.wait(30)
-    result = {"p50_us": latency["p50_us"], "p99_us": latency["p99_us"], "rps_16": throughput["rps"]}
-    print(
-        f"{name:>22}: p50 {result['p50_us']:7.0f} us   p99 {result['p99_us']:7.0f} us   "
-        f"{result['rps_16']:8.0f} req/s at 16 in flight"
-    )
-    return result
+        for server, _ in started.values():
+            server.stop()
 
 
-def _serve(target: str, protocol: str) -> list[str]:
-    return [sys.executable, "-m", "omi_adapters.cli", "serve", target, "--host", "127.0.0.1",
-            f"--{'http' if protocol == 'rest' else 'grpc'}-port", "{port}", "--protocols", protocol,
-            "--log-level", "warning"]  # fmt: skip
+def main_figures(run: Run, number: int) -> None:
+    keys = [k for k in run.specs]
+    print(f"round {number}: starting {', '.join(keys)}", flush=True)
+    try:
+        with running([run.specs[k] for k in keys]) as servers:
+            # A short warm-up of each server's protocols before its figures count.
+            for key in keys:
+                spec, (_, ports) = run.specs[key], servers[key]
+                warm = min(1.0, run.seconds)
+                if "rest" in spec.protocols:
+                    harness.wrk(ports["http"], ADDER_PATH, run.files / "small.json", 16, warm)
+                if "grpc" in spec.protocols:
+                    harness.h2load(ports["grpc"], run.files / "grpc_small.bin", 16, warm, GRPC_MIN_REPLY)
+            idle_before = {k: s.cpu_seconds() for k, (s, _) in servers.items()}
+            for figure in FIGURES:
+                for key in _turned(keys, number):
+                    spec, (server, ports) = run.specs[key], servers[key]
+                    if figure.protocol not in spec.protocols:
+                        continue
+                    others = {k: s.cpu_seconds() for k, (s, _) in servers.items() if k != key}
+
+                    def measure(f: Figure = figure, sp: Spec = spec, p: dict[str, int] = ports) -> dict[str, Any]:
+                        return f.measure(sp, p, run.files, run.seconds)
+
+                    started = time.perf_counter()
+                    run.attempt(figure.key, key, measure, figure.value)
+                    elapsed = time.perf_counter() - started
+                    # CPU the other (idle) servers took meanwhile, on the same core: it should be ~0.
+                    stolen = sum(s.cpu_seconds() - others[k] for k, (s, _) in servers.items() if k in others)
+                    run.data[-1][figure.key][key]["idle_cpu_share"] = stolen / elapsed if elapsed else 0.0
+                    server.check_alive()
+            run.data[-1]["_cpu_seconds"] = {
+                k: {"value": s.cpu_seconds() - idle_before[k]} for k, (s, _) in servers.items()
+            }
+    except Exception as exc:  # noqa: BLE001 - recorded; the run goes on with the next phase
+        text = f"round {number}: servers: {type(exc).__name__}: {exc}"
+        print(f"  FAILED {text}", flush=True)
+        traceback.print_exc()
+        run.errors.append(text)
 
 
-def _ratios(served: dict[str, float], baseline: dict[str, float]) -> dict[str, float]:
-    return {"latency": served["p50_us"] / baseline["p50_us"], "throughput": served["rps_16"] / baseline["rps_16"]}
+def cold_starts(run: Run, number: int) -> None:
+    """Spawn each REST server afresh: seconds to its first answer, then the memory its process
+    (all of its session) gains while it decodes 4 MiB JSON requests, over the body's size."""
+    body = len(payloads.large_json())
+    for key in _turned([k for k, s in run.specs.items() if "rest" in s.protocols], number):
+        spec = run.specs[key]
+        server, ports = spec.server()
+
+        def cold(server: Server = server, ports: dict[str, int] = ports) -> dict[str, Any]:
+            server.start()
+            return {"seconds": harness.first_answer(server, ports["http"], ADDER_PATH, SMALL_BODY)}
+
+        def memory(spec: Spec = spec, server: Server = server, ports: dict[str, int] = ports) -> dict[str, Any]:
+            server.check_alive()
+            before = server.rss()
+            server.reset_peak()
+            result = harness.upload("rest-json", ports["http"], ADDER_PATH, run.seconds, spec.check)
+            peak = server.peak_rss()
+            result.update(rss_before=before, peak_rss=peak, growth_x_body=(peak - before) / body)
+            return result
+
+        try:
+            run.attempt("cold_start", key, cold, "seconds")
+            if "error" not in run.data[-1]["cold_start"][key]:
+                run.attempt("json_memory", key, memory, "growth_x_body")
+        finally:
+            server.stop()
+
+
+def scaling(run: Run, number: int) -> None:
+    one_row = payloads.small_json()
+    models = HERE / "scaling_models.py"
+    # Batching: one process serving the same 2 ms, one-call-at-a-time model twice, with and
+    # without max_batch_size=16; 16 in flight, on core 0 with wrk on core 1.
+    spec = Spec("batching", "omi serve", REST, omi_serve([f"{models}:one_at_a_time", f"{models}:batched"],
+                                                          "--protocols", "rest"))  # fmt: skip
+    server, ports = spec.server()
+    try:
+        server.start()
+        harness.first_answer(server, ports["http"], payloads.INFER_PATH.format(model="batched"), one_row)
+        with harness.body_file(one_row) as body:
+            for model in _turned(["one_at_a_time", "batched"], number):
+                path = payloads.INFER_PATH.format(model=model)
+                load = functools.partial(harness.wrk, ports["http"], path, body, 16, run.seconds)
+                run.attempt(f"batching_{model}", "omi", load, "rps")
+    except Exception as exc:  # noqa: BLE001 - recorded; the run goes on
+        run.errors.append(f"round {number}, batching: {exc}")
+        print(f"  FAILED batching: {exc}", flush=True)
+    finally:
+        server.stop()
+    # Workers: the 1 ms GIL-holding model under --workers 1 and 2, the server allowed both cores
+    # and wrk unpinned (it needs little CPU at these rates).
+    path = payloads.INFER_PATH.format(model="gil_burner")
+    for workers in _turned(["1", "2"], number):
+        spec = Spec(f"workers_{workers}", "omi serve", REST,
+                    omi_serve(f"{models}:gil_burner", "--workers", workers, "--log-level", "info"))  # fmt: skip
+        server, ports = spec.server()
+        server.cores = BOTH_CORES
+        try:
+            server.start()
+            harness.first_answer(server, ports["http"], path, one_row)
+            if workers != "1":  # the second worker starts once the first serves: wait for both
+                _wait_workers(server, int(workers))
+            with harness.body_file(one_row) as body:
+                load = functools.partial(harness.wrk, ports["http"], path, body, 16, run.seconds, cores=BOTH_CORES)
+                run.attempt(f"workers_{workers}", "omi", load, "rps")
+        except Exception as exc:  # noqa: BLE001 - recorded; the run goes on
+            run.errors.append(f"round {number}, workers {workers}: {exc}")
+            print(f"  FAILED workers {workers}: {exc}", flush=True)
+        finally:
+            server.stop()
+
+
+def _wait_workers(server: Server, count: int, timeout: float = 120.0) -> None:
+    """Wait until the supervisor says (at log level info) that ``count`` workers serve."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        server.check_alive()
+        if server.log.read_text(errors="replace").count(") is serving") >= count:
+            return
+        time.sleep(0.05)
+    raise RuntimeError(f"--workers {count}: not every worker came up:\n{server.log_tail()}")
+
+
+def triton_spec(quick: bool, folder: Path) -> tuple[Spec | None, str]:
+    """Triton serving the adder's `omi build triton` repository, if tritonserver can be had the
+    way the test tooling installs it (scripts/fetch_tritonserver.py, into .tools/)."""
+    if quick:
+        return None, "skipped in quick mode"
+    if os.environ.get("BENCH_TRITON", "1") == "0":
+        return None, "skipped (BENCH_TRITON=0)"
+    try:
+        import importlib.util
+
+        loader = importlib.util.spec_from_file_location(
+            "fetch_tritonserver", ROOT / "scripts" / "fetch_tritonserver.py"
+        )
+        assert loader is not None and loader.loader is not None
+        module = importlib.util.module_from_spec(loader)
+        loader.loader.exec_module(module)
+        installation = module.fetch()
+        from omi_triton.server import WHEEL  # imported by the fetch script
+
+        repo = folder / "triton-repo"
+        built = subprocess.run([PY, "-m", "omi_adapters.cli", "build", "triton", str(ROOT / "examples" / "adder.py"),
+                                "--out", str(repo)], check=False, capture_output=True, text=True, cwd=ROOT)  # fmt: skip
+        if built.returncode != 0:
+            return None, f"omi build triton failed: {built.stderr.strip()}"
+    except Exception as exc:  # noqa: BLE001 - without Triton the run goes on and says why
+        return None, f"tritonserver could not be installed or set up: {type(exc).__name__}: {exc}"
+
+    def command(p: dict[str, int]) -> list[str]:
+        return list(installation.command(repo, p["http"], p["grpc"], p["metrics"]))
+
+    spec = Spec("triton", "Triton", BOTH, command, env=lambda: installation.environment())
+    return spec, f"tritonserver from {WHEEL} (installed into .tools/ as the tests do), Python backend"
 
 
 def main() -> int:
-    seconds = float(os.environ.get("BENCH_SECONDS", "3"))
-    rounds = int(os.environ.get("BENCH_ROUNDS", "3"))
-    rest = [str(HERE / "load.py"), "127.0.0.1", "{port}", PATH, BODY]
-    grpc = [str(HERE / "grpc_load.py"), "127.0.0.1:{port}"]
-    runs = {
-        "rest_baseline": ([sys.executable, str(HERE / "baseline.py"), "{port}"], rest),
-        "rest_omi_serve": (_serve("examples/adder.py", "rest"), rest),
-        "rest_predict_in_thread": (_serve("bench/threaded_adder.py", "rest"), rest),
-        "grpc_baseline": ([sys.executable, str(HERE / "grpc_baseline.py"), "{port}"], grpc),
-        "grpc_omi_serve": (_serve("examples/adder.py", "grpc"), grpc),
-    }
-    # This machine's speed drifts by tens of percent from minute to minute: each round measures
-    # every server back to back, ratios are taken within a round, and the median round counts.
-    rounds_seen: list[dict[str, dict[str, float]]] = []
-    for number in range(1, rounds + 1):
-        print(f"round {number} of {rounds}")
-        results = {}
-        for name, (command, load) in runs.items():
-            port = _free_port()
-            command, load = ([part.replace("{port}", str(port)) for part in parts] for parts in (command, load))
-            results[name] = measure(name.replace("_", " "), command, port, load, seconds)
-        rounds_seen.append(results)
-    ratios = {
-        protocol: {
-            key: statistics.median(
-                _ratios(r[f"{protocol}_omi_serve"], r[f"{protocol}_baseline"])[key] for r in rounds_seen
-            )
-            for key in ("latency", "throughput")
-        }
-        for protocol in ("rest", "grpc")
-    }
-    rest_ratios = ratios["rest"]
-    ok = (
-        rest_ratios["latency"] <= TARGETS["latency_ratio_max"]
-        and rest_ratios["throughput"] >= TARGETS["throughput_ratio_min"]
-    )
-    for protocol, ratio in ratios.items():
-        print(
-            f"{protocol:>5} ratios (median of {rounds} rounds): latency {ratio['latency']:.2f}x   throughput {ratio['throughput']:.2f}x"
-        )
-    print(f"REST targets (latency <= 1.1x, throughput >= 0.8x): {'met' if ok else 'MISSED'}")
+    quick = os.environ.get("BENCH_QUICK", "0") not in ("", "0")
+    seconds = float(os.environ.get("BENCH_SECONDS", "0.3" if quick else "3"))
+    rounds = int(os.environ.get("BENCH_ROUNDS", "1" if quick else "5"))
+    out = Path(os.environ.get("BENCH_OUT") or (tempfile.mkdtemp(prefix="omi-bench-quick.") if quick else HERE))
+    for tool in ("wrk", "h2load", "taskset"):
+        if not shutil.which(tool):
+            print(f"bench: {tool} is missing (make bench installs wrk and nghttp2-client)", file=sys.stderr)
+            return 1
+    harness.pin_self()
+    started = time.time()
+    load_before = os.getloadavg()
+    with tempfile.TemporaryDirectory(prefix="omi-bench.") as files_dir:
+        files = Path(files_dir)
+        (files / "small.json").write_bytes(SMALL_BODY)
+        (files / "grpc_small.bin").write_bytes(GRPC_SMALL)
+        payloads.large_json()  # built once, before anything is timed
+        specs = dict(SPECS)
+        triton, triton_note = triton_spec(quick, files)
+        if triton is not None:
+            specs = {**{k: v for k, v in SPECS.items() if not k.startswith("omi")}, "triton": triton,
+                     **{k: v for k, v in SPECS.items() if k.startswith("omi")}}  # fmt: skip
+        print(f"bench: {rounds} round(s) of {seconds:g} s per measurement; Triton: {triton_note}", flush=True)
+        run = Run(seconds, rounds, quick, files, specs, triton_note)
+        for number in range(1, rounds + 1):
+            run.data.append({})
+            main_figures(run, number)
+            cold_starts(run, number)
+            scaling(run, number)
     record = {
-        "date": time.strftime("%Y-%m-%d"),
+        "date": time.strftime("%Y-%m-%d %H:%M", time.localtime(started)),
+        "duration_s": round(time.time() - started),
+        "quick": quick,
         "seconds": seconds,
-        "ratios": ratios,
-        "targets": TARGETS,
-        "rounds": rounds_seen,
+        "rounds": rounds,
+        "machine": {
+            "cpus": os.cpu_count(),
+            "cpu": _cpu_model(),
+            "kernel": platform.release(),
+            "python": platform.python_version(),
+            "pinned": harness.TWO_CORES,
+            "loadavg_before": load_before,
+            "loadavg_after": os.getloadavg(),
+        },
+        "tools": harness.tool_versions(),
+        "triton": triton_note,
+        "servers": {k: s.label for k, s in specs.items()},
+        "errors": run.errors,
+        "rounds_data": run.data,
     }
-    (HERE / "results.json").write_text(json.dumps(record, indent=2) + "\n")
-    return 0 if ok else 1
+    record["summary"] = report.summarize(record, FIGURES)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "results.json").write_text(json.dumps(record, indent=2, default=_plain) + "\n")
+    (out / "RESULTS.md").write_text(report.markdown(record))
+    print(report.console(record))
+    print(f"bench: wrote {out / 'RESULTS.md'} and {out / 'results.json'}")
+    missing = report.missing(record)
+    if missing:
+        print(f"bench: figures not produced: {', '.join(missing)}", file=sys.stderr)
+    if run.errors:
+        print("bench: measurements failed:\n  " + "\n  ".join(run.errors), file=sys.stderr)
+    return 1 if (missing or run.errors) else 0
+
+
+def _plain(value: object) -> object:
+    if callable(value):
+        return getattr(value, "__name__", repr(value))
+    return str(value)
+
+
+def _cpu_model() -> str:
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    return platform.processor() or "?"
 
 
 if __name__ == "__main__":
