@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -27,7 +28,7 @@ from typing import Any
 import numpy as np
 
 from omi_adapters.errors import ConfigurationError, ModelStalledError, OmiError, OverloadedError
-from omi_adapters.limits import OVERLOAD_RETRY_AFTER, STALL_RETRY_AFTER, Deadline, ModelGate
+from omi_adapters.limits import OVERLOAD_RETRY_AFTER, STALL_RETRY_AFTER, Deadline, ModelGate, ModelHooks
 
 __all__ = ["BatchPolicy", "Batcher", "batch_key", "groups", "merge", "rows", "split"]
 
@@ -111,9 +112,11 @@ def groups(items: Iterable[tuple[int, Arrays]], max_batch_size: int) -> list[lis
 
 
 class _Waiting:
-    __slots__ = ("arrays", "deadline", "future", "key", "rows", "timer")
+    __slots__ = ("arrays", "deadline", "future", "key", "rows", "since", "timer")
 
     def __init__(self, arrays: Arrays, deadline: Deadline, future: asyncio.Future[Arrays]) -> None:
+        #: When it started waiting; None once it left the queue (its batch started, or it gave up).
+        self.since: float | None = time.perf_counter()
         self.arrays = arrays
         self.deadline = deadline
         self.future = future
@@ -131,10 +134,20 @@ class Batcher:
         gate: the model's predict slots (a batch holds one slot, as one call).
         run: runs predict on merged inputs holding a slot; returns the checked outputs.
         max_queue: how many requests may wait; more are refused at once.
+        hooks: what to report as requests wait (:class:`~omi_adapters.limits.ModelHooks`).
     """
 
-    def __init__(self, name: str, policy: BatchPolicy, gate: ModelGate, run: RunBatch, max_queue: int) -> None:
+    def __init__(
+        self,
+        name: str,
+        policy: BatchPolicy,
+        gate: ModelGate,
+        run: RunBatch,
+        max_queue: int,
+        hooks: ModelHooks | None = None,
+    ) -> None:
         self.name = name
+        self.hooks = hooks or ModelHooks()
         self.policy = policy
         self.gate = gate
         self._run = run
@@ -157,6 +170,7 @@ class Batcher:
         if not self._waiting and not self.policy.max_queue_delay and gate.free:
             # Nothing to merge with and a slot free: run at once, as an unbatched model would.
             call = gate.take(deadline)
+            self.hooks.waited(0.0)
             self.sizes.append(rows(arrays))
             return await self._run(arrays, rows(arrays), call, deadline)
         if gate.stalled:
@@ -188,6 +202,7 @@ class Batcher:
             entry.timer = loop.call_later(max(0.0, deadline.remaining()), self._expire, entry)
             entries.append(entry)
         self._waiting.extend(entries)
+        self.hooks.queue(len(entries))
         self._arrived.set()
         if self._dispatcher is None or self._dispatcher.done():
             self._dispatcher = loop.create_task(self._dispatch(), name=f"batcher-{self.name}")
@@ -197,6 +212,9 @@ class Batcher:
         try:
             return await entry.future
         finally:
+            if entry.since is not None:  # it never left the queue for a batch (expired, cancelled)
+                entry.since = None
+                self.hooks.dequeue(1)
             if entry.timer is not None:
                 entry.timer.cancel()
             if not entry.future.done():
@@ -270,6 +288,15 @@ class Batcher:
         return chosen
 
     async def _execute(self, batch: list[_Waiting], call: int) -> None:
+        now = time.perf_counter()
+        hooks = self.hooks
+        left = 0
+        for entry in batch:
+            if entry.since is not None:
+                hooks.waited(now - entry.since)
+                entry.since = None
+                left += 1
+        hooks.dequeue(left)
         merged, sizes = merge([e.arrays for e in batch])
         total = sum(sizes)
         # The batch may run until the last of its requests' deadlines; each request still fails

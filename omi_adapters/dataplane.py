@@ -15,7 +15,7 @@ import concurrent.futures
 import functools
 import logging
 import time
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Iterable
 from typing import Any, TypeVar
 
 from omi_adapters import __version__
@@ -23,18 +23,38 @@ from omi_adapters.batching import Batcher
 from omi_adapters.contract import Model
 from omi_adapters.errors import (
     ConfigurationError,
+    ErrorCode,
     InvalidInputError,
     ModelNotFoundError,
     ModelNotReadyError,
     OmiError,
     PredictError,
 )
-from omi_adapters.limits import DEFAULT_ASYNC_CONCURRENCY, Admission, Deadline, Limits, ModelGate, Ticket
+from omi_adapters.limits import (
+    DEFAULT_ASYNC_CONCURRENCY,
+    Admission,
+    Deadline,
+    Limits,
+    ModelGate,
+    ModelHooks,
+    Ticket,
+    in_thread,
+)
 from omi_adapters.limits import default_predict_threads as _default_threads
 from omi_adapters.loading import LoadPolicy, LoadState
 from omi_adapters.types import InferenceRequest, InferenceResponse, OutputTensor
 
-__all__ = ["EXTENSIONS", "PREDICT_THREAD_PREFIX", "SERVER_NAME", "DataPlane", "call_async", "call_sync", "in_thread"]
+__all__ = [
+    "EXTENSIONS",
+    "PREDICT_THREAD_PREFIX",
+    "SERVER_NAME",
+    "DataPlane",
+    "ModelHooks",
+    "Observer",
+    "call_async",
+    "call_sync",
+    "in_thread",
+]
 
 SERVER_NAME = "omi-adapters"
 #: The names of the threads that run sync predict functions (and loads) start with this.
@@ -46,6 +66,34 @@ log = logging.getLogger("omi_adapters")
 T = TypeVar("T")
 
 
+class Observer:
+    """Sees every inference request of every protocol; this one records nothing.
+
+    Front ends call :meth:`request` once per answered request (an OMI item is a request) with
+    their protocol's outcome label, the error's :class:`ErrorCode` if it failed, the seconds it
+    took and its bytes. :mod:`omi_adapters.metrics` implements it with prometheus-client.
+    """
+
+    def hooks(self, model: Model) -> ModelHooks:
+        """The hooks of ``model``, made once when the DataPlane is built."""
+        return ModelHooks()
+
+    def request(
+        self,
+        protocol: str,
+        model: Model | None,
+        outcome: str,
+        error: ErrorCode | None,
+        seconds: float,
+        nbytes_in: int,
+        nbytes_out: int,
+    ) -> None:
+        """One request answered; ``model`` is None when no served model matched its name."""
+
+    def refresh(self, dataplane: DataPlane) -> None:
+        """Read the models' states (loads finished, readiness) into what is recorded."""
+
+
 class DataPlane:
     """The models of one server process, and the requests they serve.
 
@@ -54,6 +102,7 @@ class DataPlane:
         limits: the server-wide deadline and bounds (defaults as ``omi serve`` documents them).
         executor: runs loads and the decoding of large requests (predicts run in each model's
             own threads); default: a pool of its own.
+        observer: sees every request (metrics); default: one that records nothing.
     """
 
     def __init__(
@@ -62,6 +111,7 @@ class DataPlane:
         *,
         limits: Limits | None = None,
         executor: concurrent.futures.Executor | None = None,
+        observer: Observer | None = None,
     ) -> None:
         self._models: dict[str, dict[str, Model]] = {}
         for model in models:
@@ -76,9 +126,12 @@ class DataPlane:
         self.executor = executor or concurrent.futures.ThreadPoolExecutor(thread_name_prefix=PREDICT_THREAD_PREFIX)
         self.admission = Admission(limits.max_inflight, limits.max_inflight_bytes)
         threads = limits.predict_threads or _default_threads()
+        self.observer = observer = observer or Observer()
         self._gates: dict[Model, ModelGate] = {}
         self._batchers: dict[Model, Batcher] = {}
+        self._hooks: dict[Model, ModelHooks] = {}
         for model in self.models:
+            self._hooks[model] = hooks = observer.hooks(model)
             default = DEFAULT_ASYNC_CONCURRENCY if model.is_async else threads
             queue = limits.max_queue if model.max_queue is None else model.max_queue
             gate = ModelGate(
@@ -87,7 +140,7 @@ class DataPlane:
             self._gates[model] = gate
             if model.batch_policy is not None:
                 self._batchers[model] = Batcher(
-                    model.name, model.batch_policy, gate, functools.partial(self._run_batch, model), queue
+                    model.name, model.batch_policy, gate, functools.partial(self._run_batch, model), queue, hooks
                 )
         self._server_timeout = (limits.request_timeout, f"the server's request timeout ({limits.request_timeout:g}s)")
         self._loads: dict[Model, asyncio.Future[Any]] = {}
@@ -233,19 +286,41 @@ class DataPlane:
         Past the deadline the request fails with :class:`DeadlineExceededError`; an async
         predict is cancelled then, a sync one runs on in its thread, holding its slot.
         """
-        deadline, predict = await self._ready(model, timeout)
-        arrays = model.bind_inputs(request.inputs)
-        names = _requested_names(model, request)
-        batcher = self._batchers.get(model)
-        if batcher is not None:
-            outputs = await batcher.submit(arrays, deadline)
-        elif model.is_async or model.run_in_thread:
-            call = await self._gates[model].acquire(deadline)
-            outputs = await self._predict(model, predict, arrays, call, deadline, None)
-        else:
-            # On the loop: nothing else runs meanwhile, so no slot or queue could be contended.
-            outputs = model.check_outputs(call_sync(model, predict, arrays))
-        return _response(model, request, outputs, names)
+        hooks = self._hooks[model]
+        hooks.enter(1)
+        try:
+            deadline, predict = await self._ready(model, timeout)
+            arrays = model.bind_inputs(request.inputs)
+            names = _requested_names(model, request)
+            batcher = self._batchers.get(model)
+            if batcher is not None:
+                outputs = await batcher.submit(arrays, deadline)
+            elif model.is_async or model.run_in_thread:
+                gate = self._gates[model]
+                if gate.free:
+                    call = gate.take(deadline)
+                    hooks.waited(0.0)
+                else:
+                    hooks.queue(1)
+                    began = time.perf_counter()
+                    try:
+                        call = await gate.acquire(deadline)
+                    finally:
+                        hooks.dequeue(1)
+                    hooks.waited(time.perf_counter() - began)
+                outputs = await self._predict(model, predict, arrays, call, deadline, None)
+            else:
+                # On the loop: nothing else runs meanwhile, so no slot or queue could be contended.
+                hooks.waited(0.0)
+                began = time.perf_counter()
+                try:
+                    result = call_sync(model, predict, arrays)
+                finally:
+                    hooks.predicted(time.perf_counter() - began, 1)
+                outputs = model.check_outputs(result)
+            return _response(model, request, outputs, names)
+        finally:
+            hooks.leave(1)
 
     async def run_items(
         self, model: Model, requests: list[InferenceRequest], *, timeout: float | None = None
@@ -265,6 +340,16 @@ class DataPlane:
                 left = None if ends is None else ends - time.monotonic()
                 outcomes.append(await _outcome(self.run(model, request, timeout=left)))
             return outcomes
+        hooks = self._hooks[model]
+        hooks.enter(len(requests))
+        try:
+            return await self._run_batched_items(model, batcher, requests, timeout)
+        finally:
+            hooks.leave(len(requests))
+
+    async def _run_batched_items(
+        self, model: Model, batcher: Batcher, requests: list[InferenceRequest], timeout: float | None
+    ) -> list[InferenceResponse | OmiError]:
         deadline, _ = await self._ready(model, timeout)
         results: list[InferenceResponse | OmiError | None] = [None] * len(requests)
         bound: list[tuple[int, dict[str, Any], set[str] | None]] = []
@@ -299,6 +384,16 @@ class DataPlane:
         is cancelled then, a sync one runs on in its thread, holding its slot until it returns.
         """
         gate = self._gates[model]
+        began = time.perf_counter()
+        try:
+            result = await self._call(model, gate, predict, arrays, call, deadline)
+        finally:
+            self._hooks[model].predicted(time.perf_counter() - began, 1 if batch is None else batch)
+        return model.check_outputs(result, batch)
+
+    async def _call(
+        self, model: Model, gate: ModelGate, predict: Any, arrays: dict[str, Any], call: int, deadline: Deadline
+    ) -> Any:
         if model.is_async:
             try:
                 async with asyncio.timeout(deadline.remaining()):
@@ -314,7 +409,7 @@ class DataPlane:
                 result = call_sync(model, predict, arrays)
             finally:
                 gate.release(call)
-        return model.check_outputs(result, batch)
+        return result
 
     async def _run_batch(self, model: Model, arrays: dict[str, Any], rows: int, call: int, deadline: Deadline) -> Any:
         return await self._predict(model, model.wait_ready(0), arrays, call, deadline, rows)
@@ -336,40 +431,6 @@ async def _outcome(run: Awaitable[InferenceResponse]) -> InferenceResponse | Omi
         return await run
     except OmiError as exc:
         return exc
-
-
-async def in_thread(executor: concurrent.futures.Executor, fn: Callable[..., T], *args: Any) -> T:
-    """Run ``fn(*args)`` in ``executor`` and await its result (or exception) on this loop.
-
-    ``loop.run_in_executor`` chains a concurrent future to an asyncio one, which costs about
-    as much again as the thread hand-off itself; the worker instead hands its outcome straight
-    back with one ``call_soon_threadsafe``.
-    """
-    loop = asyncio.get_running_loop()
-    future: asyncio.Future[T] = loop.create_future()
-
-    def work() -> None:
-        try:
-            outcome: tuple[Callable[..., None], Any] = (_set_result, fn(*args))
-        except BaseException as exc:  # noqa: BLE001 - delivered to the awaiting coroutine
-            outcome = (_set_exception, exc)
-        try:
-            loop.call_soon_threadsafe(outcome[0], future, outcome[1])
-        except RuntimeError:
-            pass  # the loop has closed: nobody is waiting for this result any more
-
-    executor.submit(work)
-    return await future
-
-
-def _set_result(future: asyncio.Future[Any], value: Any) -> None:
-    if not future.done():  # the waiter may have been cancelled (a client that went away)
-        future.set_result(value)
-
-
-def _set_exception(future: asyncio.Future[Any], exc: BaseException) -> None:
-    if not future.done():
-        future.set_exception(exc)
 
 
 def _requested_names(model: Model, request: InferenceRequest) -> set[str] | None:

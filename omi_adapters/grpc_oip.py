@@ -10,6 +10,7 @@ typed contents and every output has a typed field (FP16/BF16 never do, §0.4).
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, Any
 
@@ -46,6 +47,8 @@ GRPC_STATUS: dict[ErrorCode, grpc.StatusCode] = {
     ErrorCode.DEADLINE_EXCEEDED: grpc.StatusCode.DEADLINE_EXCEEDED,
     ErrorCode.INTERNAL: grpc.StatusCode.INTERNAL,
 }
+#: The outcome labels of gRPC requests (metrics): the status code's name.
+_CODE_NAME = {code: status.name for code, status in GRPC_STATUS.items()}
 
 
 # --- protobuf <-> transport-neutral types -------------------------------------------------------
@@ -142,6 +145,7 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
 
     def __init__(self, dataplane: DataPlane) -> None:
         self.dataplane = dataplane
+        self.observer = dataplane.observer
 
     async def ServerLive(self, request: pb.ServerLiveRequest, context: Context) -> pb.ServerLiveResponse:
         return pb.ServerLiveResponse(live=self.dataplane.live())
@@ -176,14 +180,27 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
         )
 
     async def ModelInfer(self, request: pb.ModelInferRequest, context: Context) -> pb.ModelInferResponse:
+        began = time.perf_counter()
+        size = request.ByteSize()
+        model = None
         try:
-            return await self._infer(request, context.time_remaining())
+            model = self.dataplane.get(request.model_name, request.model_version or None)  # NOT_FOUND first
+            reply = await self._infer(model, request, size, context.time_remaining())
         except OmiError as exc:
+            self._observe(model, exc.code, began, size, 0)
             await _abort(context, exc)
         except Exception as exc:
+            self._observe(model, ErrorCode.INTERNAL, began, size, 0)
             log.exception("unexpected error in ModelInfer")
             await context.abort(grpc.StatusCode.INTERNAL, f"internal server error ({type(exc).__name__})")
+        else:
+            self._observe(model, None, began, size, reply.ByteSize())
+            return reply
         raise AssertionError("unreachable")
+
+    def _observe(self, model: Any, code: ErrorCode | None, began: float, size: int, sent: int) -> None:
+        outcome = "OK" if code is None else _CODE_NAME[code]
+        self.observer.request("grpc", model, outcome, code, time.perf_counter() - began, size, sent)
 
     async def ModelStreamInfer(
         self, requests: AsyncIterator[pb.ModelInferRequest], context: Context
@@ -191,17 +208,27 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
         # Triton's stream (§2.9): one reply per request, in order; a failed request is reported
         # in error_message and the stream goes on.
         async for request in requests:
+            began = time.perf_counter()
+            size = request.ByteSize()
+            model = None
             try:
-                yield pb.ModelStreamInferResponse(infer_response=await self._infer(request, context.time_remaining()))
+                model = self.dataplane.get(request.model_name, request.model_version or None)
+                reply = await self._infer(model, request, size, context.time_remaining())
             except OmiError as exc:
+                self._observe(model, exc.code, began, size, 0)
                 yield pb.ModelStreamInferResponse(error_message=exc.message)
             except Exception as exc:
+                self._observe(model, ErrorCode.INTERNAL, began, size, 0)
                 log.exception("unexpected error in ModelStreamInfer")
                 yield pb.ModelStreamInferResponse(error_message=f"internal server error ({type(exc).__name__})")
+            else:
+                self._observe(model, None, began, size, reply.ByteSize())
+                yield pb.ModelStreamInferResponse(infer_response=reply)
 
-    async def _infer(self, request: pb.ModelInferRequest, timeout: float | None) -> pb.ModelInferResponse:
-        model = self.dataplane.get(request.model_name, request.model_version or None)  # NOT_FOUND first
-        with self.dataplane.admit(request.ByteSize()):
+    async def _infer(
+        self, model: Any, request: pb.ModelInferRequest, size: int, timeout: float | None
+    ) -> pb.ModelInferResponse:
+        with self.dataplane.admit(size):
             response = await self.dataplane.run(model, decode_request(request), timeout=timeout)
             return encode_response(response, typed=not request.raw_input_contents and bool(request.inputs))
 

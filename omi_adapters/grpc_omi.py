@@ -18,6 +18,7 @@ Both reference servers always answer gRPC OK and report errors in ``status_code`
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
@@ -129,35 +130,60 @@ class ModzyModelServicer(pb_grpc.ModzyModelServicer):
     # --- Run -------------------------------------------------------------------------------
 
     async def Run(self, request: pb.RunRequest, context: Context) -> pb.RunResponse:
+        began = time.perf_counter()
         results: list[pb.OutputItem | None] = [None] * len(request.inputs)
+        codes: list[ErrorCode | None] = [None] * len(request.inputs)
         notes = self._flag_notes(request)
         try:
             ticket = self._dataplane.admit(request.ByteSize())
         except OmiError as exc:
-            return _run_response([_failure(str(exc))] * len(results), notes)
-        with ticket:
-            return await self._run(request, results, notes, context.time_remaining())
+            reply = _run_response([_failure(str(exc))] * len(results), notes)
+            codes = [exc.code] * len(results)
+        else:
+            with ticket:
+                reply = await self._run(request, results, codes, notes, context.time_remaining())
+        self._observe(request, reply, codes, time.perf_counter() - began)
+        return reply
+
+    def _observe(
+        self, request: pb.RunRequest, reply: pb.RunResponse, codes: list[ErrorCode | None], seconds: float
+    ) -> None:
+        """Each item is one request of the metrics, answered when the Run is."""
+        observe = self._dataplane.observer.request
+        for item, output, code in zip(request.inputs, reply.outputs, codes):
+            size = sum(len(data) for data in item.input.values())
+            sent = sum(len(data) for data in output.output.values())
+            if output.success:
+                observe("omi", self._model, "success", None, seconds, size, sent)
+            else:
+                observe("omi", self._model, "failure", code or ErrorCode.INTERNAL, seconds, size, sent)
 
     async def _run(
-        self, request: pb.RunRequest, results: list[pb.OutputItem | None], notes: list[str], timeout: float | None
+        self,
+        request: pb.RunRequest,
+        results: list[pb.OutputItem | None],
+        codes: list[ErrorCode | None],
+        notes: list[str],
+        timeout: float | None,
     ) -> pb.RunResponse:
         try:
             await self._load()
         except OmiError as exc:
             failed = _failure(f"Failed to process model input: {exc}")
+            codes[:] = [exc.code] * len(results)
             return _run_response([failed] * len(results), notes)
         size = sum(len(data) for item in request.inputs for data in item.input.values())
         if size > _DECODE_ON_LOOP_BYTES:
             # Parsing megabytes of JSON would stall every other call on the loop: use a thread.
-            items = await in_thread(self._dataplane.executor, self._decode, request, results)
+            items = await in_thread(self._dataplane.executor, self._decode, request, results, codes)
         else:
-            items = self._decode(request, results)
+            items = self._decode(request, results, codes)
         # A batching model gets the items together, and its batcher merges them; any other runs
         # them one after another, so that each item's run timeout bounds its own predict call
         # (§1.4, "per-item inference deadline"), not its wait behind this Run's others.
         responses = await self._dataplane.run_items(self._model, [self._request(a) for _, a in items], timeout=timeout)
         for (index, _), response in zip(items, responses):
-            results[index] = self._item(index, response)
+            results[index] = self._item(index, response, codes)
         return _run_response(results, notes)
 
     def _request(self, arrays: dict[str, np.ndarray[Any, Any]]) -> InferenceRequest:
@@ -168,20 +194,24 @@ class ModzyModelServicer(pb_grpc.ModzyModelServicer):
             tensors.append(InputTensor(name=name, datatype=self._datatypes[name], shape=data.shape, data=data))
         return InferenceRequest(inputs=tensors)
 
-    def _item(self, index: int, response: InferenceResponse | OmiError) -> pb.OutputItem:
+    def _item(self, index: int, response: InferenceResponse | OmiError, codes: list[ErrorCode | None]) -> pb.OutputItem:
         if isinstance(response, OmiError):
+            codes[index] = response.code
             return _failure(str(response))
         item = {o.name: (o.data[0, ...] if self._batched else o.data) for o in response.outputs}
         try:
             return pb.OutputItem(output=self._codec.encode_item(item), success=True)
         except OmiError as exc:
+            codes[index] = exc.code
             return _failure(str(exc))
         except Exception as exc:  # a codec bug fails its item, with the reason, not the call
             log.exception("encoding OMI item %d of model %r failed", index, self._model.name)
             return _failure(f"internal error: {type(exc).__name__}: {exc}")
 
-    def _decode(self, request: pb.RunRequest, results: list[pb.OutputItem | None]) -> list[Item]:
-        """Decode every item; a bad one gets its failure in ``results`` and is left out."""
+    def _decode(
+        self, request: pb.RunRequest, results: list[pb.OutputItem | None], codes: list[ErrorCode | None]
+    ) -> list[Item]:
+        """Decode every item; a bad one gets its failure in ``results`` (its code in ``codes``) and is left out."""
         flags = {name: getattr(request, name) for name in self._flags}
         items: list[Item] = []
         for index, item in enumerate(request.inputs):
@@ -189,6 +219,7 @@ class ModzyModelServicer(pb_grpc.ModzyModelServicer):
                 arrays = self._codec.decode_item(item.input)
             except OmiError as exc:
                 results[index] = _failure(str(exc))
+                codes[index] = exc.code
                 continue
             except Exception as exc:  # a codec bug fails its item, with the reason, not the call
                 log.exception("decoding OMI item %d for model %r failed", index, self._model.name)

@@ -21,6 +21,7 @@ import asyncio
 import collections
 import concurrent.futures
 import contextlib
+import functools
 import itertools
 import math
 import time
@@ -45,8 +46,10 @@ __all__ = [
     "HttpLimits",
     "Limits",
     "ModelGate",
+    "ModelHooks",
     "Ticket",
     "default_predict_threads",
+    "in_thread",
 ]
 
 T = TypeVar("T")
@@ -75,6 +78,34 @@ def default_predict_threads() -> int:
     import os
 
     return min(32, (os.cpu_count() or 1) + 4)
+
+
+def _nothing(*_: Any) -> None:
+    return None
+
+
+class ModelHooks:
+    """What the DataPlane reports about one model's requests as they pass: callables, bound once.
+
+    The default does nothing; :mod:`omi_adapters.metrics` binds them to Prometheus series of the
+    model, so that the hot path makes no label lookup and builds no dict.
+
+    Attributes:
+        enter, leave: a request of the model starts and ends (in flight), with a count.
+        queue, dequeue: requests start and stop waiting for a predict slot or a batch, with a count.
+        waited: seconds one request waited for its predict slot or batch.
+        predicted: seconds one predict call took and the rows it served (1 unless it batches).
+    """
+
+    __slots__ = ("dequeue", "enter", "leave", "predicted", "queue", "waited")
+
+    def __init__(self) -> None:
+        self.enter: Callable[[int], None] = _nothing
+        self.leave: Callable[[int], None] = _nothing
+        self.queue: Callable[[int], None] = _nothing
+        self.dequeue: Callable[[int], None] = _nothing
+        self.waited: Callable[[float], None] = _nothing
+        self.predicted: Callable[[float, int], None] = _nothing
 
 
 @dataclass(frozen=True)
@@ -348,19 +379,8 @@ class ModelGate:
         """
         loop = asyncio.get_running_loop()
         future: asyncio.Future[T] = loop.create_future()
-
-        def work() -> None:
-            try:
-                outcome: tuple[Callable[..., None], Any] = (_set_result, fn(*args))
-            except BaseException as exc:  # noqa: BLE001 - delivered to the awaiting coroutine
-                outcome = (_set_exception, exc)
-            try:
-                loop.call_soon_threadsafe(self._finished, call, future, outcome)
-            except RuntimeError:
-                pass  # the loop has closed: nobody is waiting any more
-
         try:
-            self._pool().submit(work)
+            _hand_off(self._pool(), loop, future, fn, args, functools.partial(self.release, call))
         except BaseException:
             self.release(call)
             raise
@@ -369,10 +389,6 @@ class ModelGate:
             return await future
         finally:
             timer.cancel()
-
-    def _finished(self, call: int, future: asyncio.Future[Any], outcome: tuple[Callable[..., None], Any]) -> None:
-        self.release(call)
-        outcome[0](future, outcome[1])
 
     def _pool(self) -> concurrent.futures.ThreadPoolExecutor:
         if self._executor is None:
@@ -385,6 +401,50 @@ class ModelGate:
         """Stop the pool without waiting for calls still running (they have nobody to answer)."""
         if self._executor is not None:
             self._executor.shutdown(wait=False, cancel_futures=True)
+
+
+async def in_thread(executor: concurrent.futures.Executor, fn: Callable[..., T], *args: Any) -> T:
+    """Run ``fn(*args)`` in ``executor`` and await its result (or exception) on this loop.
+
+    ``loop.run_in_executor`` chains a concurrent future to an asyncio one, which costs about
+    as much again as the thread hand-off itself; the worker instead hands its outcome straight
+    back with one ``call_soon_threadsafe``.
+    """
+    loop = asyncio.get_running_loop()
+    future: asyncio.Future[T] = loop.create_future()
+    _hand_off(executor, loop, future, fn, args)
+    return await future
+
+
+def _hand_off(
+    executor: concurrent.futures.Executor,
+    loop: asyncio.AbstractEventLoop,
+    future: asyncio.Future[Any],
+    fn: Callable[..., Any],
+    args: tuple[Any, ...],
+    then: Callable[[], None] | None = None,
+) -> None:
+    """Run ``fn(*args)`` in ``executor``; on ``loop``, call ``then`` and settle ``future`` with its outcome."""
+
+    def work() -> None:
+        try:
+            outcome: tuple[Callable[..., None], Any] = (_set_result, fn(*args))
+        except BaseException as exc:  # noqa: BLE001 - delivered to the awaiting coroutine
+            outcome = (_set_exception, exc)
+        try:
+            loop.call_soon_threadsafe(_settle, then, future, outcome)
+        except RuntimeError:
+            pass  # the loop has closed: nobody is waiting any more
+
+    executor.submit(work)
+
+
+def _settle(
+    then: Callable[[], None] | None, future: asyncio.Future[Any], outcome: tuple[Callable[..., None], Any]
+) -> None:
+    if then is not None:
+        then()
+    outcome[0](future, outcome[1])
 
 
 def _expire(future: asyncio.Future[Any], deadline: Deadline, model: str) -> None:

@@ -10,7 +10,9 @@ implementation of each endpoint, so the documented behaviour is the served one.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+import time
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
@@ -23,6 +25,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from omi_adapters import __version__, rest_docs
 from omi_adapters.codecs import binary, oip_json
+from omi_adapters.contract import Model
 from omi_adapters.dataplane import DataPlane, in_thread
 from omi_adapters.errors import ErrorCode, InvalidInputError, OmiError, PayloadTooLargeError, ServerStoppingError
 from omi_adapters.limits import Ticket
@@ -48,6 +51,10 @@ HTTP_STATUS: dict[ErrorCode, int] = {
     ErrorCode.DEADLINE_EXCEEDED: 504,
     ErrorCode.INTERNAL: 500,
 }
+
+#: The outcome labels of REST requests (metrics): the status, as text made once.
+_STATUS_TEXT = {status: str(status) for status in (200, *HTTP_STATUS.values())}
+METRICS_CONTENT_TYPE = b"text/plain; version=0.0.4; charset=utf-8"
 
 #: Bodies larger than this are refused with 413 before they are read (Triton's default).
 DEFAULT_MAX_BODY_BYTES = 64 * 1024 * 1024
@@ -89,7 +96,9 @@ class _Endpoints:
     async def infer(
         self, name: str, version: str | None, header: bytes | None, body: bytes, timeout: float | None = None
     ) -> Reply:
-        model = self.dataplane.get(name, version)
+        return await self.infer_model(self.dataplane.get(name, version), header, body, timeout)
+
+    async def infer_model(self, model: Model, header: bytes | None, body: bytes, timeout: float | None = None) -> Reply:
         if len(body) > DECODE_ON_LOOP_BYTES:
             request = await in_thread(self.dataplane.executor, _decode, model, header, body)
         else:
@@ -162,6 +171,9 @@ class OipApp:
         self.endpoints = _Endpoints(dataplane)
         self.max_body_bytes = max_body_bytes
         self.fastapi = _fastapi_app(self.endpoints, self)
+        self.observer = dataplane.observer
+        #: The text of ``GET /metrics`` when metrics are recorded (prometheus-client installed).
+        self.metrics: Callable[[], bytes] | None = getattr(dataplane.observer, "exposition", None)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http":
@@ -175,6 +187,9 @@ class OipApp:
                 if kind != "infer" and method in ("GET", "HEAD"):
                     await _send(send, self._health(kind, name, version), head=method == "HEAD")
                     return
+            elif scope["path"] == "/metrics" and self.metrics is not None and scope["method"] in ("GET", "HEAD"):
+                await _send(send, self._scrape(), head=scope["method"] == "HEAD")
+                return
         await self.fastapi(scope, receive, send)
 
     def _health(self, kind: str, name: str | None, version: str | None) -> Reply:
@@ -187,7 +202,16 @@ class OipApp:
         except OmiError as exc:
             return _error(exc)
 
+    def _scrape(self) -> Reply:
+        assert self.metrics is not None
+        self.observer.refresh(self.dataplane)
+        return 200, [(b"content-type", METRICS_CONTENT_TYPE)], [self.metrics()]
+
     async def _infer(self, scope: Scope, receive: Receive, send: Send, name: str, version: str | None) -> None:
+        began = time.perf_counter()
+        model: Model | None = None
+        code: ErrorCode | None = None
+        size = 0
         header = None
         declared = None
         for key, value in scope["headers"]:
@@ -210,6 +234,8 @@ class OipApp:
 
             hooks.append(gone)
         ticket: Ticket | None = None
+        with contextlib.suppress(OmiError):  # for the metrics of a request refused before the lookup
+            model = self.dataplane.get(name, version)
         try:
             size = int(declared) if declared is not None and declared.isdigit() else 0
             if size > self.max_body_bytes:
@@ -220,10 +246,14 @@ class OipApp:
             body = await self.read_body(receive, None if size else ticket)
             if body is None:
                 return  # the client went away
-            reply = await self.endpoints.infer(name, version, header, body, extensions.get(TIMEOUT))
+            size = len(body)
+            model = self.dataplane.get(name, version)
+            reply = await self.endpoints.infer_model(model, header, body, extensions.get(TIMEOUT))
         except OmiError as exc:
+            code = exc.code
             reply = _error(exc)
         except Exception as exc:  # noqa: BLE001 - the last line of defence: never a traceback on the wire
+            code = ErrorCode.INTERNAL
             reply = _internal(exc)
         except asyncio.CancelledError:
             if disconnected:
@@ -231,12 +261,18 @@ class OipApp:
             # uvicorn cancels the requests still running when the grace period after SIGTERM ends
             # (and only then): answer 503 rather than let it send a bare 500. The request ends
             # here either way, so the cancellation has done its work and is not raised again.
-            reply = _error(ServerStoppingError("the server stopped before this request finished"))
+            stopping = ServerStoppingError("the server stopped before this request finished")
+            code = stopping.code
+            reply = _error(stopping)
         finally:
             if ticket is not None:
                 ticket.close()
         answering = True
-        await _send(send, reply)
+        sent = await _send(send, reply)
+        status = reply[0]
+        self.observer.request(
+            "rest", model, _STATUS_TEXT.get(status) or str(status), code, time.perf_counter() - began, size, sent
+        )
 
     async def read_body(self, receive: Receive, ticket: Ticket | None = None) -> bytes | None:
         """Read the request body (its size checked before reading it), ``None`` if the client went away.
@@ -264,18 +300,20 @@ class OipApp:
         return chunks[0] if len(chunks) == 1 else b"".join(chunks)
 
 
-async def _send(send: Send, reply: Reply, *, head: bool = False) -> None:
+async def _send(send: Send, reply: Reply, *, head: bool = False) -> int:
+    """Send ``reply``; the length of its body."""
     status, headers, chunks = reply
     length = sum(len(c) for c in chunks)
     headers.append((b"content-length", str(length).encode()))
     await send({"type": "http.response.start", "status": status, "headers": headers})
     if head or not chunks:
         await send({"type": "http.response.body", "body": b""})
-        return
+        return 0
     # Each binary output goes out as its own chunk: large tensors are never joined or copied.
     last = len(chunks) - 1
     for i, chunk in enumerate(chunks):
         await send({"type": "http.response.body", "body": chunk, "more_body": i < last})
+    return length
 
 
 def _response(reply: Reply) -> Response:

@@ -15,6 +15,7 @@ import argparse
 import asyncio
 import contextlib
 import errno
+import itertools
 import logging
 import os
 import signal
@@ -78,6 +79,12 @@ class ServeOptions:
     auth_token: bytes | None = field(default=None, repr=False)
     #: The PEM certificate and key of ``tls_cert`` and ``tls_key``, checked.
     tls: tuple[bytes, bytes] | None = field(default=None, repr=False)
+    #: Record Prometheus metrics (``GET /metrics`` on the REST port) when prometheus-client is installed.
+    metrics: bool = True
+    #: Serve ``/metrics`` on a port of its own too (the way to scrape a server without REST).
+    metrics_port: int | None = None
+    #: The latency histograms' buckets in seconds; None: ``omi_adapters.metrics.DEFAULT_BUCKETS``.
+    metrics_buckets: tuple[float, ...] | None = None
 
 
 def _env_port(name: str, default: int) -> int:
@@ -108,6 +115,16 @@ def _protocols(text: str) -> tuple[str, ...]:
 
 def _origins(text: str) -> tuple[str, ...]:
     return tuple(o.strip().rstrip("/") for o in text.split(",") if o.strip())
+
+
+def _buckets(text: str) -> tuple[float, ...]:
+    try:
+        values = tuple(float(v) for v in text.split(",") if v.strip())
+    except ValueError:
+        values = ()
+    if not values or values[0] <= 0 or any(b <= a for a, b in itertools.pairwise(values)):
+        raise argparse.ArgumentTypeError(f"increasing numbers of seconds > 0, comma separated; got {text!r}")
+    return values
 
 
 def _count(text: str) -> int:
@@ -292,6 +309,27 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="web origins allowed to call the REST API (comma separated, or *); requests from any "
         "other origin are refused (default: none, only same-origin)",
     )
+    obs = parser.add_argument_group("metrics")
+    obs.add_argument(
+        "--metrics",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="record Prometheus metrics of every protocol, at GET /metrics on the REST port "
+        "(needs prometheus-client; default: on)",
+    )
+    obs.add_argument(
+        "--metrics-port",
+        type=int,
+        default=None,
+        help="serve /metrics on this port too: the way to scrape a server without REST (default: none)",
+    )
+    obs.add_argument(
+        "--metrics-buckets",
+        type=_buckets,
+        default=None,
+        metavar="SECONDS,...",
+        help="bounds of the latency histograms' buckets (default: 0.001 to 600 seconds, 18 buckets)",
+    )
     parser.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
 
 
@@ -341,6 +379,9 @@ def options_from_args(args: argparse.Namespace) -> ServeOptions:
         cors_origins=origins,
         auth_token=token,
         tls=tls,
+        metrics=args.metrics,
+        metrics_port=args.metrics_port,
+        metrics_buckets=args.metrics_buckets,
     )
 
 
@@ -366,6 +407,8 @@ def supervise(argv: Sequence[str], args: argparse.Namespace) -> int | None:
         http_port=options.http_port if "rest" in options.protocols else None,
         grpc_ports=[flags[p] for p in options.protocols if p in flags],
         graceful_timeout=options.graceful_timeout,
+        metrics=options.metrics,
+        metrics_port=options.metrics_port,
     )
 
 
@@ -411,7 +454,8 @@ async def serve(models: Sequence[Model], options: ServeOptions) -> int:
     from omi_adapters.workers import WorkerLink
 
     loop = asyncio.get_running_loop()
-    dataplane = DataPlane(models, limits=options.limits)
+    metrics = _metrics(models, options)
+    dataplane = DataPlane(models, limits=options.limits, observer=metrics)
     stop = asyncio.Event()
     worker = WorkerLink.from_env()
     # An OMI Shutdown stops this process, or, in a worker, every worker of the supervisor.
@@ -435,10 +479,13 @@ async def serve(models: Sequence[Model], options: ServeOptions) -> int:
             grpc_servers.append(_grpc_server(dataplane, options, options.omi_port, "omi", shutdown, shared_ports))
 
         # Eager models load before the ports listen; background ones start loading; lazy ones wait.
+        # A failed load is logged once, with its traceback, where it fails (loading.py).
         await loop.run_in_executor(None, dataplane.start)
-        for model in dataplane.models:
-            if model.load_error is not None:
-                log.error("model %s version %s failed to load: %s", model.name, model.version, model.load_error)
+        if metrics is not None:
+            metrics.refresh(dataplane)
+            tasks.append(asyncio.create_task(_refresh_metrics(metrics, dataplane), name="metrics"))
+            if options.metrics_port is not None and worker is None:
+                stoppers.append(_metrics_server(metrics, options))
 
         if sockets:
             http = _http_server(dataplane, options)
@@ -465,11 +512,17 @@ async def serve(models: Sequence[Model], options: ServeOptions) -> int:
             for task in done:
                 task.result()  # a front end died: surface why
         log.info("shutting down: finishing in-flight requests (up to %ss)", options.graceful_timeout)
+        for task in tasks:
+            if task.get_name() == "metrics":
+                task.cancel()
         for stopper in stoppers:
             stopper()
         for _, health in grpc_servers:
             health.stop_watches()
-        await asyncio.gather(*(s.stop(options.graceful_timeout) for s, _ in grpc_servers), *tasks)
+        await asyncio.gather(
+            *(s.stop(options.graceful_timeout) for s, _ in grpc_servers),
+            *(t for t in tasks if t.get_name() != "metrics"),
+        )
     finally:
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.remove_signal_handler(sig)
@@ -478,6 +531,47 @@ async def serve(models: Sequence[Model], options: ServeOptions) -> int:
         dataplane.close()
     log.info("stopped")
     return 0
+
+
+def _metrics(models: Sequence[Model], options: ServeOptions) -> Any:
+    """The metrics of this process (an Observer), or None: turned off, or prometheus-client absent."""
+    if not options.metrics:
+        return None
+    try:
+        from omi_adapters import metrics
+    except ImportError:
+        log.info("metrics are off: prometheus-client is not installed (pip install 'omi-adapters[rest]')")
+        return None
+    return metrics.Metrics(models, buckets=options.metrics_buckets or metrics.DEFAULT_BUCKETS)
+
+
+async def _refresh_metrics(metrics: Any, dataplane: Any, every: float = 1.0) -> None:
+    """Record load states as they change (a lazy or background load finishing, a failure)."""
+    while True:
+        await asyncio.sleep(every)
+        metrics.refresh(dataplane)
+
+
+def _metrics_server(metrics: Any, options: ServeOptions) -> Callable[[], None]:
+    """Serve ``/metrics`` on ``--metrics-port`` (a thread of prometheus-client's); its stopper."""
+    return serve_metrics(metrics.collect_registry(), options.host, options.metrics_port or 0)
+
+
+def serve_metrics(registry: Any, host: str, port: int) -> Callable[[], None]:
+    """Serve ``registry`` at ``http://host:port/metrics`` in a thread; returns what stops it."""
+    from prometheus_client import start_http_server
+
+    try:
+        server, _ = start_http_server(port, addr=host, registry=registry)
+    except OSError as exc:
+        raise ConfigurationError(f"cannot serve metrics on {host}:{port} (--metrics-port): {exc.strerror}") from None
+    log.info("metrics on %s:%d/metrics", host, port)
+
+    def stop() -> None:
+        server.shutdown()
+        server.server_close()
+
+    return stop
 
 
 def bind_socket(host: str, port: int, flag: str) -> socket.socket:

@@ -26,10 +26,12 @@ from __future__ import annotations
 import logging
 import os
 import select
+import shutil
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -42,6 +44,8 @@ log = logging.getLogger("omi_adapters.workers")
 WORKER_ENV = "OMI_WORKER"
 _HTTP_FD_ENV = "OMI_WORKER_HTTP_FD"
 _PIPE_FD_ENV = "OMI_WORKER_PIPE_FD"
+#: Where prometheus-client's multiprocess mode keeps every worker's values.
+_MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 #: A worker that dies this soon after the previous restart of its slot waits before the next.
 _RESTART_BACKOFF = 1.0
 #: Besides the graceful timeout: how long stopping workers may take to exit before SIGKILL.
@@ -100,6 +104,8 @@ def supervise(
     http_port: int | None,
     grpc_ports: Sequence[tuple[int, str]],
     graceful_timeout: float,
+    metrics: bool = False,
+    metrics_port: int | None = None,
 ) -> int:
     """Run ``omi`` with ``argv`` in ``workers`` processes until told to stop; the exit code.
 
@@ -110,6 +116,9 @@ def supervise(
         http_port: the REST port to bind and share, or None without REST.
         grpc_ports: ``(port, flag)`` of each gRPC port, checked free before the workers bind them.
         graceful_timeout: how long each worker may drain when stopped.
+        metrics: the workers record metrics: they share a fresh ``$PROMETHEUS_MULTIPROC_DIR``
+            (removed at the end), so that a scrape of any worker reports the totals of all.
+        metrics_port: serve those totals at ``/metrics`` on this port, from the supervisor.
     """
     from omi_adapters.server import bind_socket
 
@@ -119,6 +128,17 @@ def supervise(
     if sockets:
         sockets[0].listen(2048)
         sockets[0].set_inheritable(True)
+    metrics_dir = _metrics_dir() if metrics else None
+    stop_metrics = None
+    if metrics_dir is not None and metrics_port is not None:
+        from prometheus_client import CollectorRegistry
+        from prometheus_client.multiprocess import MultiProcessCollector
+
+        from omi_adapters.server import serve_metrics
+
+        registry = CollectorRegistry()
+        MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
+        stop_metrics = serve_metrics(registry, host, metrics_port)
     read_fd, write_fd = os.pipe()
     os.set_inheritable(write_fd, True)
     stopping = False
@@ -163,6 +183,7 @@ def supervise(
                     stopping = True
                     break
                 log.warning("worker %d (pid %d) %s; starting another", index, worker.process.pid, _describe(status))
+                _mark_dead(worker.process.pid, metrics_dir)
                 if time.monotonic() - worker.started < _RESTART_BACKOFF:
                     time.sleep(_RESTART_BACKOFF)
                 del slots[index]
@@ -171,14 +192,44 @@ def supervise(
                 break
     finally:
         _stop_all(list(slots.values()), graceful_timeout)
+        for worker in slots.values():
+            _mark_dead(worker.process.pid, metrics_dir)
         for sig, handler in previous.items():
             signal.signal(sig, handler)
         for sock in sockets:
             sock.close()
         os.close(read_fd)
         os.close(write_fd)
+        if stop_metrics is not None:
+            stop_metrics()
+        if metrics_dir is not None and metrics_dir[1]:
+            os.environ.pop(_MULTIPROC_ENV, None)
+            shutil.rmtree(metrics_dir[0], ignore_errors=True)
     log.info("stopped")
     return code
+
+
+def _metrics_dir() -> tuple[str, bool] | None:
+    """The workers' shared metrics directory and whether it is ours to remove; None without prometheus-client."""
+    try:
+        import prometheus_client  # noqa: F401
+    except ImportError:
+        return None
+    given = os.environ.get(_MULTIPROC_ENV)
+    if given:
+        return given, False  # the operator's: kept
+    path = tempfile.mkdtemp(prefix="omi-metrics-")
+    # Set before any worker starts: prometheus-client chooses its mode when a worker imports it.
+    os.environ[_MULTIPROC_ENV] = path
+    return path, True
+
+
+def _mark_dead(pid: int, metrics_dir: tuple[str, bool] | None) -> None:
+    """Drop a dead worker's live gauges (in flight, queued, state); its counters stay in the totals."""
+    if metrics_dir is not None:
+        from prometheus_client import multiprocess
+
+        multiprocess.mark_process_dead(pid, metrics_dir[0])  # type: ignore[no-untyped-call]
 
 
 def _spawn(argv: Sequence[str], index: int, sockets: list[socket.socket], pipe_fd: int) -> _Worker:

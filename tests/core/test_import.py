@@ -6,7 +6,10 @@ import json
 import subprocess
 import sys
 
-HEAVY = ["fastapi", "starlette", "pydantic", "grpc", "google.protobuf", "mangum", "uvicorn", "orjson", "sklearn"]
+HEAVY = [
+    "fastapi", "starlette", "pydantic", "grpc", "google.protobuf", "mangum", "uvicorn", "orjson", "sklearn",
+    "prometheus_client",
+]  # fmt: skip
 
 
 def test_import_loads_no_framework() -> None:
