@@ -1,5 +1,6 @@
-"""The image of ``omi build knative``, for real: built from its Containerfile with buildah on a
-local Debian base, run under podman with runc, answering OIP REST on ``$PORT`` and stopping
+"""The image of ``omi build knative``, for real: ``make image`` builds it from the wheels of
+``make dist`` and the Containerfile ``omi build knative --wheel`` writes, with buildah on a local
+Debian base, run under podman with runc, answering OIP REST on ``$PORT`` and stopping
 cleanly on SIGTERM (targets.md, "OCI images"; the tooling comes from
 scripts/fetch_container_tools.py, and the test is skipped only where apt is unreachable)."""
 
@@ -17,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from omi_adapters.cli import main
+from omi_adapters import __version__
 from tests.servers import ROOT, free_port
 
 IMAGE = "localhost/omi-knative-test-adder:latest"
@@ -44,8 +45,8 @@ def tools() -> dict[str, str]:
     return record
 
 
-def _run(*command: str, env: dict[str, str], timeout: float = 120) -> str:
-    done = subprocess.run(command, env=env, capture_output=True, text=True, check=False, timeout=timeout)
+def _run(*command: str, env: dict[str, str], timeout: float = 120, cwd: Path | None = None) -> str:
+    done = subprocess.run(command, env=env, cwd=cwd, capture_output=True, text=True, check=False, timeout=timeout)
     assert done.returncode == 0, (
         f"{' '.join(command)} failed ({done.returncode}):\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}"
     )
@@ -61,19 +62,15 @@ def _logs(name: str, env: dict[str, str]) -> str:
 @pytest.mark.timeout(1500)
 def test_image_builds_runs_under_podman_and_answers_rest(tmp_path: Path, tools: dict[str, str]) -> None:
     env = {**os.environ, "CONTAINERS_STORAGE_CONF": tools["storage_conf"]}
-    # The project as a wheel: the image installs it from the build context. A fixed timestamp
-    # keeps the wheel, and so the image's cached layers, the same while the source is.
-    wheels = tmp_path / "wheels"
-    _run(sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "--no-build-isolation", "-w", str(wheels), str(ROOT),
-         env={**os.environ, "SOURCE_DATE_EPOCH": "1700000000"}, timeout=300)  # fmt: skip
-    (wheel,) = wheels.glob("omi_adapters-*.whl")
+    # `make image`: the wheels of `make dist`, the Containerfile of `omi build knative --wheel`,
+    # buildah. A fixed timestamp keeps the wheels, and so the image's cached layers, the same
+    # while the source is; the venv running the tests is the one make would set up.
     context = tmp_path / "context"
-    argv = ["build", "knative", str(ROOT / "examples" / "adder.py"), "--out", str(context), "--image", IMAGE,
-            "--base", tools["base_image"], "--wheel", str(wheel)]  # fmt: skip
-    assert main(argv) == 0
-
-    _run("buildah", "bud", "--isolation", "chroot", "--layers", "-t", IMAGE, "-f", str(context / "Containerfile"),
-         str(context), env=env, timeout=900)  # fmt: skip
+    _run("make", "-s", "-o", ".venv/.installed", f"BIN={Path(sys.executable).parent}", f"DIST={tmp_path / 'dist'}",
+         f"IMAGE_CONTEXT={context}", f"IMAGE={IMAGE}", f"BASE={tools['base_image']}",
+         "BUILDAH_FLAGS=--isolation chroot", "SOURCE_DATE_EPOCH=1700000000", "image",
+         env=env, cwd=ROOT, timeout=1200)  # fmt: skip
+    assert (context / "wheels" / f"omi_adapters-{__version__}-py3-none-any.whl").is_file()
     inspect = json.loads(_run("podman", "image", "inspect", IMAGE, env=env))[0]
     labels = inspect["Config"]["Labels"]
     assert json.loads(labels["ml.openmodel.interfaces"]) == ["kfserving"]
