@@ -10,9 +10,11 @@ import argparse
 import importlib
 import json
 import sys
+import traceback
 from collections.abc import Sequence
 from types import ModuleType
 
+from omi_adapters import __version__
 from omi_adapters.errors import OmiError
 from omi_adapters.targets import load_targets
 
@@ -32,6 +34,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     parser = argparse.ArgumentParser(
         prog="omi", description="Serve one predict function on every model-serving target."
+    )
+    parser.add_argument("--version", action="version", version=f"omi-adapters {__version__}")
+    parser.add_argument(
+        "--debug", action="store_true", help="on an error, print its whole traceback as well as its one-line reason"
     )
     commands = parser.add_subparsers(dest="command", required=True)
     target_help = "path/to/file.py[:attr] or package.module[:attr]"
@@ -75,6 +81,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         assert module is not None
         return int(module.build(models, args))
     except OmiError as exc:
+        if args.debug:
+            traceback.print_exception(exc.__cause__ or exc, file=sys.stderr)
         print(f"omi: {exc}", file=sys.stderr)
         return 2
 

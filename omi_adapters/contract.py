@@ -276,6 +276,9 @@ class Model:
 
     def check_outputs(self, result: Any, batch: int | None = None) -> dict[str, np.ndarray[Any, Any]]:
         """Turn predict's result into declared outputs; a wrong result is a :class:`PredictError`."""
+        if result is None:
+            expected = "an array" if len(self.outputs) == 1 else f"a dict with outputs {sorted(self._output_names)}"
+            raise PredictError(f"model '{self.name}' returned None; predict must return {expected}")
         if not isinstance(result, Mapping):
             if len(self.outputs) != 1:
                 raise PredictError(
@@ -401,6 +404,8 @@ async def _await(value: Any) -> Any:
 
 
 def model(
+    _target: Any = None,
+    /,
     *,
     name: str | None = None,
     version: str | int = "1",
@@ -455,6 +460,13 @@ def model(
     Raises:
         ConfigurationError: when the declaration is inconsistent, with a message naming why.
     """
+
+    if _target is not None:
+        # @model without parentheses: it would be called with the function itself.
+        what = getattr(_target, "__name__", repr(_target))
+        raise ConfigurationError(
+            f"@model on {what} needs its tensors: write @model(inputs=[Tensor(...)], outputs=[Tensor(...)])"
+        )
 
     def decorate(obj: Callable[..., Any] | type) -> Model:
         metadata = build_metadata(

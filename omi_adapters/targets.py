@@ -14,9 +14,9 @@ from pathlib import Path
 from types import ModuleType
 
 from omi_adapters.contract import Model
-from omi_adapters.errors import ConfigurationError
+from omi_adapters.errors import ConfigurationError, OmiError
 
-__all__ = ["ModelSource", "load_target", "load_targets", "model_source"]
+__all__ = ["MODULE_PREFIX", "ModelImportError", "ModelSource", "load_target", "load_targets", "model_source"]
 
 
 def load_targets(targets: list[str]) -> list[Model]:
@@ -31,23 +31,57 @@ def load_target(target: str) -> list[Model]:
     """The models one target names; raises :class:`ConfigurationError` naming what is wrong."""
     location, _, attr = target.partition(":")
     module = _import(location, target)
+    models = [value for value in vars(module).values() if isinstance(value, Model)]
     if attr:
         obj: object = module
-        for part in attr.split("."):
+        for depth, part in enumerate(attr.split(".")):
+            if isinstance(obj, Model):
+                # file.py:Iris.predict: a target names the model, not its method.
+                raise ConfigurationError(
+                    f"{target}: a target names a model, and '{attr.split('.')[0]}' is one: use {location}:"
+                    f"{attr.split('.')[0]}"
+                )
             if not hasattr(obj, part):
-                raise ConfigurationError(f"{target}: module '{module.__name__}' has no attribute '{attr}'")
+                known = ", ".join(_names(module, models)) or "none"
+                whose = f"module {location}" if depth == 0 else f"'{'.'.join(attr.split('.')[:depth])}'"
+                raise ConfigurationError(f"{target}: {whose} has no '{part}' (its models: {known})")
             obj = getattr(obj, part)
         found = list(obj) if isinstance(obj, (list, tuple)) else [obj]
         for item in found:
             if not isinstance(item, Model):
+                kind = "a class" if isinstance(item, type) else "a function" if callable(item) else None
                 raise ConfigurationError(
-                    f"{target}: '{attr}' is not a model made with @model, got {type(item).__name__}"
+                    f"{target}: '{attr}' is {kind} not decorated with @model(...)"
+                    if kind
+                    else f"{target}: '{attr}' is not a model made with @model, got {type(item).__name__}"
                 )
         return found  # type: ignore[return-value]
-    models = [value for value in vars(module).values() if isinstance(value, Model)]
     if not models:
-        raise ConfigurationError(f"{target}: module '{module.__name__}' defines no @model")
+        raise ConfigurationError(f"{target}: {location} defines no @model")
     return models
+
+
+def _names(module: ModuleType, models: list[Model]) -> list[str]:
+    return [name for name, value in vars(module).items() if any(value is m for m in models)]
+
+
+#: Import names whose distribution on PyPI is named otherwise, for the install hint.
+_DISTRIBUTIONS = {
+    "sklearn": "scikit-learn",
+    "skimage": "scikit-image",
+    "cv2": "opencv-python",
+    "PIL": "Pillow",
+    "yaml": "PyYAML",
+    "bs4": "beautifulsoup4",
+    "google.protobuf": "protobuf",
+    "dateutil": "python-dateutil",
+    "dotenv": "python-dotenv",
+    "jwt": "PyJWT",
+    "magic": "python-magic",
+}
+#: Where a model file's module goes in sys.modules: a name of its own, so that a model file
+#: named like a standard module (random.py, types.py) neither shadows it nor is shadowed.
+MODULE_PREFIX = "_omi_model_"
 
 
 def _import(location: str, target: str) -> ModuleType:
@@ -55,13 +89,14 @@ def _import(location: str, target: str) -> ModuleType:
         path = Path(location).resolve()
         if not path.is_file():
             raise ConfigurationError(f"{target}: no such file {location}")
-        name = path.stem
+        name = MODULE_PREFIX + "".join(c if c.isalnum() else "_" for c in path.stem)
         existing = sys.modules.get(name)
         if existing is not None and getattr(existing, "__file__", None) == str(path):
             return existing
-        # The model's folder goes on sys.path so the model can import the files beside it.
+        # The model's folder goes on sys.path so the model can import the files beside it
+        # (appended: a model file beside it must not shadow a standard or installed module).
         if str(path.parent) not in sys.path:
-            sys.path.insert(0, str(path.parent))
+            sys.path.append(str(path.parent))
         spec = importlib.util.spec_from_file_location(name, path)
         if spec is None or spec.loader is None:
             raise ConfigurationError(f"{target}: cannot import {location}")
@@ -69,16 +104,50 @@ def _import(location: str, target: str) -> ModuleType:
         sys.modules[name] = module
         try:
             spec.loader.exec_module(module)
-        except BaseException:
+        except BaseException as exc:
             sys.modules.pop(name, None)
-            raise
+            raise _import_failed(location, path, exc) from exc
         return module
     try:
         return importlib.import_module(location)
     except ModuleNotFoundError as exc:
         if exc.name and location.startswith(exc.name):
             raise ConfigurationError(f"{target}: no module named '{location}'") from None
-        raise
+        raise _import_failed(location, None, exc) from exc
+    except Exception as exc:
+        raise _import_failed(location, None, exc) from exc
+
+
+class ModelImportError(ConfigurationError):
+    """A model's module failed to import; the message names the file, the line and the fix."""
+
+
+def _import_failed(location: str, path: Path | None, exc: BaseException) -> ModelImportError:
+    """One line for what went wrong while importing a model's module, where, and what to do."""
+    if isinstance(exc, SyntaxError):
+        where = f"{location}:{exc.lineno}" if exc.lineno else location
+        return ModelImportError(f"{where}: SyntaxError: {exc.msg}")
+    if isinstance(exc, ModuleNotFoundError) and exc.name:
+        top = exc.name
+        hint = _DISTRIBUTIONS.get(top) or _DISTRIBUTIONS.get(top.split(".")[0]) or top.split(".")[0]
+        return ModelImportError(f"{location} imports '{top}', which is not installed: pip install {hint}")
+    line = _line_in(path, exc) if path is not None else None
+    where = f"{location}:{line}" if line else location
+    if isinstance(exc, OmiError):  # a declaration the decorator refused: its message says why
+        return ModelImportError(f"{where}: {exc.message}")
+    text = str(exc)
+    return ModelImportError(f"{where}: {type(exc).__name__}{': ' + text if text else ''}")
+
+
+def _line_in(path: Path, exc: BaseException) -> int | None:
+    """The line of ``path`` where ``exc`` was raised (the innermost frame in that file)."""
+    line = None
+    tb = exc.__traceback__
+    while tb is not None:
+        if Path(tb.tb_frame.f_code.co_filename).resolve() == path:
+            line = tb.tb_lineno
+        tb = tb.tb_next
+    return line
 
 
 @dataclass(frozen=True)

@@ -5,6 +5,10 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import textwrap
+from pathlib import Path
+
+import pytest
 
 from tests.conftest import EXAMPLES, ROOT
 
@@ -41,6 +45,77 @@ def test_inspect_does_not_load_the_model() -> None:
 
 def test_bad_targets() -> None:
     assert "no such file" in omi("inspect", "nowhere.py").stderr
-    assert "has no attribute 'nope'" in omi("inspect", "examples/adder.py:nope").stderr
+    assert "has no 'nope' (its models: adder)" in omi("inspect", "examples/adder.py:nope").stderr
     assert "no module named 'no.such'" in omi("inspect", "no.such:x").stderr
     assert "defines no @model" in omi("inspect", "tests/conftest.py").stderr
+
+
+HEAD = "import numpy as np\nfrom omi_adapters import Tensor, model\n"
+IO = 'inputs=[Tensor("X", "FP32", [1])], outputs=[Tensor("Y", "FP32", [1])]'
+
+
+@pytest.mark.parametrize(
+    ("name", "source", "target", "message"),
+    [
+        ("syntax.py", "def f(:\n    pass\n", "", "{file}:1: SyntaxError: invalid syntax"),
+        ("missing.py", "import sklearn.svm_nope_x\n", "", None),
+        ("nowhere.py", "import cv2_is_not_here\n", "",
+         "{file} imports 'cv2_is_not_here', which is not installed: pip install cv2_is_not_here"),
+        ("raises.py", HEAD + "x = 1\nraise RuntimeError('no weights here')\n", "",
+         "{file}:4: RuntimeError: no weights here"),
+        ("bare.py", HEAD + "@model\ndef f(X):\n    return X\n", "",
+         "{file}:3: @model on f needs its tensors: write @model(inputs=[Tensor(...)], outputs=[Tensor(...)])"),
+        ("method.py", HEAD + f"@model({IO})\nclass Echo:\n    def predict(self, X):\n        return X\n",
+         ":Echo.predict", "{file}:Echo.predict: a target names a model, and 'Echo' is one: use {file}:Echo"),
+        ("plain.py", HEAD + f"@model({IO})\ndef m(X):\n    return X\ndef helper(X):\n    return X\n",
+         ":helper", "{file}:helper: 'helper' is a function not decorated with @model(...)"),
+        ("exits.py", HEAD + "import sys\nsys.exit('bye')\n", "", "{file}:4: SystemExit: bye"),
+    ],
+)  # fmt: skip
+def test_broken_model_files_get_one_line_and_exit_2(
+    tmp_path: Path, name: str, source: str, target: str, message: str | None
+) -> None:
+    path = tmp_path / name
+    path.write_text(source)
+    result = omi("inspect", f"{path}{target}")
+    assert result.returncode == 2, result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in result.stderr, result.stderr
+    if message is None:  # sklearn is installed here: the missing part is its submodule
+        assert lines[0].startswith(f"omi: {path} imports 'sklearn.svm_nope_x', which is not installed")
+    else:
+        assert lines[0] == "omi: " + message.format(file=path)
+    debug = omi("--debug", "inspect", f"{path}{target}")
+    assert debug.returncode == 2 and debug.stderr.strip().splitlines()[-1] == lines[0]
+
+
+def test_well_known_import_names_get_their_distribution_in_the_hint(tmp_path: Path) -> None:
+    from omi_adapters.targets import _import_failed
+
+    error = _import_failed("m.py", None, ModuleNotFoundError("No module named 'sklearn'", name="sklearn"))
+    assert str(error) == "m.py imports 'sklearn', which is not installed: pip install scikit-learn"
+
+
+def test_a_model_file_named_like_a_standard_module_serves(tmp_path: Path) -> None:
+    path = tmp_path / "random.py"
+    path.write_text(
+        HEAD
+        + textwrap.dedent(f"""
+        import random as _random  # the standard module, not this file
+
+
+        @model({IO})
+        def r(X):
+            return X + _random.random() * 0
+    """)
+    )
+    result = omi("inspect", str(path))
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout)[0]["name"] == "r"
+
+
+def test_version() -> None:
+    from omi_adapters import __version__
+
+    result = omi("--version")
+    assert result.returncode == 0 and result.stdout.strip() == f"omi-adapters {__version__}"

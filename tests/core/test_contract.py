@@ -265,3 +265,12 @@ def test_integer_outputs_in_range_convert() -> None:
 
     out = narrow.check_outputs(np.array([-128, 127]))["Y"]
     assert out.dtype == np.int8 and out.tolist() == [-128, 127]
+
+
+def test_a_predict_returning_none_is_named_as_such() -> None:
+    @model(name="forgot", inputs=[], outputs=[Tensor("Y", "FP32", [1])])
+    def forgot() -> None:
+        return None
+
+    with pytest.raises(PredictError, match=r"model 'forgot' returned None; predict must return an array$"):
+        forgot.check_outputs(None)

@@ -18,7 +18,7 @@ from omi_triton.backend import TritonPythonModel
 from omi_triton.build import write_model
 
 from omi_adapters.errors import ConfigurationError
-from omi_adapters.targets import load_target
+from omi_adapters.targets import MODULE_PREFIX, load_target
 
 
 class FakeTensor:
@@ -105,7 +105,7 @@ def _instance(tmp_path: Path, attr: str) -> tuple[TritonPythonModel, list[np.nda
             "model_version": model.version,
         }
     )
-    return instance, sys.modules["fake_backend_models"].CALLS
+    return instance, sys.modules[MODULE_PREFIX + "fake_backend_models"].CALLS
 
 
 def test_requests_of_one_execute_merge_into_one_call(tmp_path: Path) -> None:
