@@ -45,6 +45,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     inspect = commands.add_parser("inspect", help="print the contract of each model as JSON")
     inspect.add_argument("targets", nargs="+", metavar="TARGET", help=target_help)
 
+    predict = commands.add_parser(
+        "predict",
+        help="run one OIP inference request through the models and print the response",
+        epilog="example: omi predict examples/adder.py --input "
+        """'{"inputs": [{"name": "X", "datatype": "FP32", "shape": [1, 2], "data": [1, 2]}]}'""",
+    )
+    predict.add_argument("targets", nargs="+", metavar="TARGET", help=target_help)
+    importlib.import_module("omi_adapters.predict").add_arguments(predict)
+
     serve = commands.add_parser("serve", help="serve models over OIP REST, OIP gRPC and OMI gRPC")
     serve.add_argument("targets", nargs="+", metavar="TARGET", help=target_help)
     _serve_module().add_arguments(serve)
@@ -52,11 +61,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     build = commands.add_parser("build", help="write a deployable artifact")
     kinds = build.add_subparsers(dest="kind", required=True)
     builders: dict[str, ModuleType | None] = {}
+    words = [a for a in argv if not a.startswith("-")]  # the command and its kind, past --debug
     for kind, (module_name, distribution) in BUILDERS.items():
         sub = kinds.add_parser(kind, help=f"build for {kind} (needs {distribution})")
         sub.add_argument("targets", nargs="+", metavar="TARGET", help=target_help)
         # Only the chosen builder is imported: a Lambda build must not import Triton's tooling.
-        chosen = len(argv) > 1 and argv[0] == "build" and argv[1] == kind
+        chosen = len(words) > 1 and words[0] == "build" and words[1] == kind
         module = _optional(module_name) if chosen else None
         builders[kind] = module
         if module is not None:
@@ -77,6 +87,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return 0
         if args.command == "serve":
             return int(_serve_module().run(models, args))
+        if args.command == "predict":
+            return int(importlib.import_module("omi_adapters.predict").run(models, args))
         module = builders[args.kind]
         assert module is not None
         return int(module.build(models, args))
