@@ -16,7 +16,7 @@ from typing import Any, is_typeddict
 import numpy as np
 
 from omi_adapters.batching import BatchPolicy
-from omi_adapters.codecs.tensors import coerce_output
+from omi_adapters.dtypes import coerce_output
 from omi_adapters.errors import ConfigurationError, InvalidInputError, PredictError
 from omi_adapters.loading import Loader, LoadPolicy, LoadState
 from omi_adapters.metadata import (

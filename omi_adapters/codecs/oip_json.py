@@ -28,6 +28,7 @@ from omi_adapters.codecs.tensors import (
     kind_of,
     to_float,
 )
+from omi_adapters.dtypes import check_range
 from omi_adapters.errors import InvalidInputError
 from omi_adapters.types import (
     ARRAY_DTYPES,
@@ -240,11 +241,7 @@ def _numbers(datatype: str, array: np.ndarray[Any, Any], where: str) -> np.ndarr
     if target.kind in "iu":
         if kind not in "iu" and not (kind == "O" and all(type(v) is int for v in array.reshape(-1))):
             raise InvalidInputError(f"{where}: {datatype} data must be integers, got {_describe_kind(array)}")
-        info = np.iinfo(target)
-        low, high = array.min(), array.max()
-        if low < info.min or high > info.max:
-            bad = low if low < info.min else high
-            raise InvalidInputError(f"{where}: value {int(bad)} is out of range for {datatype}")
+        check_range(array, datatype, where)
         return array.astype(target)
     if kind not in "iuf":
         raise InvalidInputError(f"{where}: {datatype} data must be numbers, got {_describe_kind(array)}")

@@ -32,6 +32,7 @@ import orjson
 from omi_adapters.codecs.oip_json import data_from_json
 from omi_adapters.codecs.tensors import check_shape, kind_of, to_float, to_raw
 from omi_adapters.contract import Tensor
+from omi_adapters.dtypes import check_range
 from omi_adapters.errors import ConfigurationError, InvalidInputError, PayloadTooLargeError
 from omi_adapters.metadata import parse_size
 from omi_adapters.types import ARRAY_DTYPES
@@ -215,13 +216,8 @@ def _cast(datatype: str, array: np.ndarray[Any, Any], where: str) -> np.ndarray[
     target = ARRAY_DTYPES[datatype]
     if datatype == "BOOL" and kind != "b" or kind not in "biuf" or not np.can_cast(array.dtype, target, "same_kind"):
         raise InvalidInputError(f"{where}: a .npy of {array.dtype} cannot be {datatype}")
-    if target.kind in "iu" and array.size and kind in "iu":
-        info = np.iinfo(target)
-        low, high = array.min(), array.max()
-        if low < info.min or high > info.max:
-            raise InvalidInputError(
-                f"{where}: value {int(low if low < info.min else high)} is out of range for {datatype}"
-            )
+    if target.kind in "iu" and kind in "iu":
+        check_range(array, datatype, where)
     if target.kind == "f":
         return array if array.dtype == target and datatype != "BF16" else to_float(datatype, array, where)
     return array.astype(target, copy=False)

@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 
 from omi_adapters.codecs.tensors import element_count
+from omi_adapters.dtypes import check_range
 from omi_adapters.errors import InvalidInputError
 from omi_adapters.types import ARRAY_DTYPES
 
@@ -69,11 +70,7 @@ def from_typed(datatype: str, values: Sequence[Any], shape: tuple[int, ...], whe
         raise InvalidInputError(f"{where}: {field} holds a value that is not {_FIELD_DTYPES[field]}: {exc}") from None
     if wide.size and target.kind in "iu" and wide.dtype.itemsize > target.itemsize:
         # int_contents/uint_contents are 32-bit on the wire; narrower types need a range check.
-        info = np.iinfo(target)
-        low, high = wide.min(), wide.max()
-        if low < info.min or high > info.max:
-            bad = low if low < info.min else high
-            raise InvalidInputError(f"{where}: value {int(bad)} is out of range for {datatype}")
+        check_range(wide, datatype, where)
     return wide.astype(target, copy=False).reshape(shape)
 
 
