@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import importlib
 import importlib.util
+import shutil
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,7 +17,19 @@ from types import ModuleType
 from omi_adapters.contract import Model
 from omi_adapters.errors import ConfigurationError, OmiError
 
-__all__ = ["MODULE_PREFIX", "ModelImportError", "ModelSource", "load_target", "load_targets", "model_source"]
+__all__ = [
+    "BUILD_IGNORE",
+    "MODULE_PREFIX",
+    "ModelImportError",
+    "ModelSource",
+    "copy_source",
+    "load_target",
+    "load_targets",
+    "model_source",
+]
+
+#: What a build never copies from a model's files: Python's own caches.
+BUILD_IGNORE = ("__pycache__", "*.pyc")
 
 
 def load_targets(targets: list[str]) -> list[Model]:
@@ -175,3 +188,11 @@ def model_source(model: Model) -> ModelSource:
     if path is None or not path.is_file() or "." in module.__name__ or hasattr(module, "__path__"):
         path = None
     return ModelSource(module.__name__, attrs[0], path)
+
+
+def copy_source(path: Path, dest: Path, ignore: tuple[str, ...] = BUILD_IGNORE) -> None:
+    """Copy a model's file or folder to ``dest`` for a build, leaving out ``ignore`` (Python's caches)."""
+    if path.is_dir():
+        shutil.copytree(path, dest, ignore=shutil.ignore_patterns(*ignore))
+    else:
+        shutil.copy2(path, dest)

@@ -45,7 +45,8 @@ def test_bundle_layout_and_template(tmp_path: Path) -> None:
         "requirements.txt",
         "text.py",
     ]
-    assert not (function / "omi_adapters" / "grpc_oip.py").exists() and (function / "omi_adapters" / "rest.py").exists()
+    assert (function / "omi_adapters" / "rest.py").exists()
+    assert not list((function / "omi_adapters").glob("grpc_*.py"))  # grpc_health and grpc_access too
     properties = function_of(out)
     assert properties["Handler"] == "omi_lambda.handler" and properties["CodeUri"] == "function/"
     assert (properties["Runtime"], properties["MemorySize"], properties["Timeout"]) == ("python3.12", 2048, 60)

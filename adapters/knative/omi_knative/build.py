@@ -25,7 +25,7 @@ import yaml
 
 from omi_adapters.contract import Model
 from omi_adapters.errors import ConfigurationError
-from omi_adapters.targets import model_source
+from omi_adapters.targets import copy_source, model_source
 from omi_knative import validate
 from omi_knative.containerfile import DEFAULT_BASE, MARKER, ImageSpec, render
 from omi_knative.manifests import (
@@ -242,10 +242,7 @@ def _fill(folder: Path, paths: list[Path]) -> Path:
         shutil.rmtree(folder)
     folder.mkdir()
     for path in paths:
-        if path.is_dir():
-            shutil.copytree(path, folder / path.name, ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
-        else:
-            shutil.copy2(path, folder / path.name)
+        copy_source(path, folder / path.name)
     return folder
 
 

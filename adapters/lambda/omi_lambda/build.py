@@ -31,6 +31,7 @@ from pathlib import Path
 
 from omi_adapters.contract import Model
 from omi_adapters.errors import ConfigurationError
+from omi_adapters.targets import BUILD_IGNORE, copy_source
 from omi_lambda import sam
 
 __all__ = ["PYTHONS", "add_arguments", "build", "pip_install_command", "runtime_requirements"]
@@ -43,7 +44,8 @@ _VENDORED = {"omi-adapters", "omi-adapters-lambda"}
 #: Needed to run ``omi serve`` or ``omi build``, not inside Lambda.
 _NOT_AT_RUNTIME = {"uvicorn", "pyyaml", "packaging"}
 #: Parts of the core a Lambda bundle leaves out: the gRPC front ends and their generated code.
-_CORE_LEFT_OUT = ("__pycache__", "*.pyc", "protos", "grpc_oip.py", "grpc_omi.py")
+#: The gRPC front ends and their generated code: a Lambda bundle carries no grpc.
+_CORE_LEFT_OUT = (*BUILD_IGNORE, "protos", "grpc_*.py")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -109,7 +111,7 @@ def _write(models: Sequence[Model], args: argparse.Namespace, out: Path) -> None
     for path in args.include:
         _copy(path, code / path.name, f"--include {path}")
     _copy_package("omi_adapters", code, ignore=_CORE_LEFT_OUT)
-    _copy_package("omi_lambda", code, ignore=("__pycache__", "*.pyc"))
+    _copy_package("omi_lambda", code, ignore=BUILD_IGNORE)
     requirements = runtime_requirements() + list(args.requirement)
     (code / "requirements.txt").write_text("\n".join(requirements) + "\n")
 
@@ -176,18 +178,15 @@ def _copy(source: Path, dest: Path, what: str) -> None:
         raise ConfigurationError(f"{what}: the bundle already has a '{dest.name}' from another target")
     if dest.name in ("omi_adapters", "omi_lambda", "requirements.txt"):
         raise ConfigurationError(f"{what}: '{dest.name}' would shadow a part of the bundle; rename it")
-    if source.is_dir():
-        shutil.copytree(source, dest, ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
-    else:
-        shutil.copy2(source, dest)
+    copy_source(source, dest)
 
 
-def _copy_package(name: str, code: Path, ignore: Sequence[str]) -> None:
+def _copy_package(name: str, code: Path, ignore: tuple[str, ...]) -> None:
     spec = importlib.util.find_spec(name)
     if spec is None or not spec.submodule_search_locations:
         raise ConfigurationError(f"cannot find the package '{name}' to copy into the bundle")
     source = Path(next(iter(spec.submodule_search_locations)))
-    shutil.copytree(source, code / name, ignore=shutil.ignore_patterns(*ignore))
+    copy_source(source, code / name, ignore)
 
 
 def runtime_requirements() -> list[str]:

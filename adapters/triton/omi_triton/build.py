@@ -22,7 +22,7 @@ from pathlib import Path
 
 from omi_adapters.contract import Model
 from omi_adapters.errors import ConfigurationError
-from omi_adapters.targets import model_source
+from omi_adapters.targets import copy_source, model_source
 from omi_triton import config as triton_config
 
 __all__ = ["SHIM", "add_arguments", "build", "write_model"]
@@ -115,7 +115,7 @@ def write_model(
             if source is not None:
                 shutil.copy2(source, code / source.name)
             for path in include or []:
-                _copy(path, code / path.name)
+                copy_source(path, code / path.name)
             _swap(staging, folder)
         finally:
             if staging.exists():
@@ -166,13 +166,6 @@ def _swap(staging: Path, folder: Path) -> None:
         raise
     if old is not None:
         shutil.rmtree(old)
-
-
-def _copy(path: Path, dest: Path) -> None:
-    if path.is_dir():
-        shutil.copytree(path, dest, ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
-    else:
-        shutil.copy2(path, dest)
 
 
 def _describe(model: Model) -> str:
