@@ -10,14 +10,12 @@ back: only ``load(retry=True)`` runs the loader again.
 
 from __future__ import annotations
 
-import asyncio
 import enum
-import inspect
 import logging
 import threading
 import time
 from collections.abc import Callable
-from typing import Any, Generic, TypeVar
+from typing import Generic, TypeVar
 
 from omi_adapters.errors import ModelLoadError, ModelNotReadyError
 
@@ -87,8 +85,6 @@ class Loader(Generic[T]):
             started = time.perf_counter()
             try:
                 value = self._load_fn()
-                if inspect.isawaitable(value):
-                    value = asyncio.run(_await(value))
             except BaseException as exc:  # SystemExit from a loader is its failure, not ours
                 self.seconds = time.perf_counter() - started
                 self.state, self.error = LoadState.FAILED, exc
@@ -137,10 +133,6 @@ class Loader(Generic[T]):
 
     def _failure(self) -> ModelLoadError:
         return ModelLoadError(f"model '{self.name}' failed to load: {_describe(self.error)}")
-
-
-async def _await(value: Any) -> Any:
-    return await value
 
 
 def _describe(exc: BaseException | None) -> str:
