@@ -197,7 +197,7 @@ def rest_open(method: str, path: str) -> bool:
     """
     if method not in ("GET", "HEAD"):
         return False
-    if path in _OPEN_PATHS:
+    if path in _OPEN_PATHS or path.startswith("/docs-assets/"):  # the docs pages' own scripts and styles
         return True
     if not path.startswith("/v2/models/") or not path.endswith("/ready"):
         return False
