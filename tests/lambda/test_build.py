@@ -54,7 +54,9 @@ def test_bundle_layout_and_template(tmp_path: Path) -> None:
     assert properties["Events"]["HttpApi"] == {"Type": "HttpApi", "Properties": {"Path": "/{proxy+}", "Method": "ANY"}}
     assert properties["FunctionUrlConfig"] == {"AuthType": "AWS_IAM"}
     requirements = (function / "requirements.txt").read_text().split()
-    assert {r.split(">")[0].split("=")[0] for r in requirements} == {"fastapi", "mangum", "numpy", "orjson"}
+    assert {r.split(">")[0].split("=")[0] for r in requirements} == {
+        "fastapi", "fastapi-offline", "mangum", "numpy", "orjson", "prometheus-client"
+    }  # fmt: skip
     containerfile = (out / "Containerfile").read_text()
     assert "FROM public.ecr.aws/lambda/python:3.12\n" in containerfile
     assert 'ENV OMI_MODEL="adder,text:text"\n' in containerfile and containerfile.endswith(
