@@ -455,7 +455,7 @@ def model(
         max_queue: how many requests may wait for a free slot (default: the server's
             ``--max-queue``); more are refused at once with 503 and ``Retry-After``.
         author, model_type, source, description, resources, timeouts, features: OMI metadata,
-            as the OMI ``Status`` reply carries it (interfaces.md §1.3).
+            as the OMI ``Status`` reply carries it (OMI's ``model.proto``, ``StatusResponse``).
 
     Raises:
         ConfigurationError: when the declaration is inconsistent, with a message naming why.

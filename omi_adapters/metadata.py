@@ -1,4 +1,4 @@
-"""Optional OMI metadata of a model: what the OMI ``Status`` reply carries (interfaces.md §1.3).
+"""Optional OMI metadata of a model: what the OMI ``Status`` reply carries (OMI's ``model.proto``).
 
 Every field has the default chassis uses, so a model declares only what it knows.
 """

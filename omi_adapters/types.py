@@ -1,6 +1,6 @@
 """Datatype tables and the transport-neutral inference request and response.
 
-The datatypes are the thirteen of the Open Inference Protocol (interfaces.md §2.4). Two numpy
+The datatypes are the thirteen of the Open Inference Protocol (its "Tensor Data Types"). Two numpy
 types are kept per datatype: the *wire* dtype, the little-endian layout of raw and binary
 contents, and the *array* dtype, what a predict function receives and may return.
 
@@ -55,7 +55,7 @@ ARRAY_DTYPES: dict[str, np.dtype[Any]] = {
     "BYTES": np.dtype(object),
 }
 
-#: Every OIP datatype name, in the order of interfaces.md §2.4.
+#: Every OIP datatype name, in the order of the OIP's "Tensor Data Types" table.
 DATATYPES: tuple[str, ...] = (
     "BOOL", "UINT8", "UINT16", "UINT32", "UINT64", "INT8", "INT16", "INT32", "INT64",
     "FP16", "FP32", "FP64", "BYTES", "BF16",
@@ -86,7 +86,7 @@ class RequestedOutput:
 
 @dataclass(slots=True)
 class InferenceRequest:
-    """A transport-neutral OIP inference request ($inference_request, interfaces.md §2.3)."""
+    """A transport-neutral OIP inference request (the OIP's ``$inference_request``)."""
 
     inputs: list[InputTensor]
     id: str | None = None
@@ -107,7 +107,7 @@ class OutputTensor:
 
 @dataclass(slots=True)
 class InferenceResponse:
-    """A transport-neutral OIP inference response ($inference_response, interfaces.md §2.3)."""
+    """A transport-neutral OIP inference response (the OIP's ``$inference_response``)."""
 
     model_name: str
     model_version: str | None

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Set up what the Knative image test needs, once: buildah, podman, runc and a local Debian base.
 
-No registry is reachable from these machines (targets.md, "OCI images"), so the base image is
+No registry is reachable from these machines (no container image can be pulled), so the base image is
 made from Debian's mirror with mmdebstrap (python3 and its venv module), imported into a
 container storage of our own under .tools/containers (so nothing of the host's storage is
 touched), and given the host's extra CA certificates, so that pip inside a build trusts the

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Install a real tritonserver for the tests and local use into .tools/tritonserver, once.
 
-Fetches the nvidia-pytriton wheel (targets.md, "Triton Inference Server"), sets up its Python
+Fetches the nvidia-pytriton wheel (its tritonserver binary, the Python backend and its stubs), sets up its Python
 backend stub, and makes the model environment: numpy<2 (the stub of tritonserver 2.51 needs
 it), the examples' dependencies at the versions of requirements/constraints.txt, and this
 checkout on sys.path. Reruns reuse what is there. Prints the installation record as JSON:

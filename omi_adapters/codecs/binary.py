@@ -1,4 +1,4 @@
-"""The binary tensor data extension (Triton ``extension_binary_data.md``; interfaces.md §2.6).
+"""The binary tensor data extension (Triton's ``extension_binary_data.md``).
 
 A body is a JSON header of ``Inference-Header-Content-Length`` bytes followed by the tensors'
 raw bytes, in the order of the tensors in the JSON. Responses are built as a list of chunks
@@ -46,7 +46,7 @@ def decode_raw_request(body: bytes | memoryview, name: str, datatype: str, shape
     """Decode a raw binary request (``Inference-Header-Content-Length: 0``) for a one-input model.
 
     The body is the bytes of that single input. BYTES inputs take shape ``[1]``; other inputs
-    may have at most one variable dimension, which the body's size determines (§2.6).
+    may have at most one variable dimension, which the body's size determines (Triton's raw binary request).
     """
     where = f"input '{name}'"
     if datatype == "BYTES":

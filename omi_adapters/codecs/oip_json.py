@@ -1,8 +1,8 @@
-"""OIP REST JSON <-> :class:`InferenceRequest` / :class:`InferenceResponse` (interfaces.md §2.3).
+"""OIP REST JSON <-> :class:`InferenceRequest` / :class:`InferenceResponse` (the OIP REST protocol, "Inference Request JSON Object" and "Inference Response JSON Object").
 
 Decoding goes straight from orjson's lists to numpy, without Pydantic. Input tensors whose
 parameters carry ``binary_data_size`` take their bytes from a :class:`BinaryReader` (the
-binary tensor data extension, §2.6); see :mod:`omi_adapters.codecs.binary`. Bodies of at least
+binary tensor data extension); see :mod:`omi_adapters.codecs.binary`. Bodies of at least
 :data:`~omi_adapters.codecs.json_numbers.MIN_BODY_BYTES` have their large numeric arrays decoded
 in chunks by :mod:`omi_adapters.codecs.json_numbers`, with the same results and errors.
 """

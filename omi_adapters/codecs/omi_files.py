@@ -1,4 +1,4 @@
-"""OMI input and output files <-> numpy arrays (interfaces.md §1.3, §1.4).
+"""OMI input and output files <-> numpy arrays (OMI's ``model.proto``, ``InputItem`` and ``OutputItem``).
 
 An OMI ``Run`` item is a map of file names to bytes; the file names are the model's declared
 input names. A file is decoded by what it is, among the media types its input accepts:
@@ -251,7 +251,7 @@ class OutputFile:
             data = bytes(array.reshape(-1)[0])
         else:
             # Any other media type of a numeric or many-element output: the raw tensor bytes
-            # (little-endian, row-major; BYTES length-prefixed), as OIP's binary form (§2.6).
+            # (little-endian, row-major; BYTES length-prefixed), as Triton's binary tensor data extension lays them out.
             data = bytes(to_raw(self.spec.datatype, array))
         if self.limit is not None and len(data) > self.limit:
             raise PayloadTooLargeError(

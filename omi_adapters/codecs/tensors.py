@@ -1,7 +1,7 @@
 """Tensor bytes <-> numpy arrays, shared by every wire format.
 
 Raw tensor bytes are little-endian, row-major, without padding; a BYTES element is a 4-byte
-little-endian length followed by that many bytes (interfaces.md §2.4, §2.6). Every size read
+little-endian length followed by that many bytes (the OIP's raw tensor data, and Triton's binary tensor data extension). Every size read
 from a request is checked against the bytes actually present before anything is allocated.
 The datatype primitives that the contract shares with the codecs live in
 :mod:`omi_adapters.dtypes`; the ones codecs use are re-exported here.
@@ -34,7 +34,7 @@ __all__ = [
     "to_raw",
 ]
 
-# Each dimension must fit in a uint64 (interfaces.md §2.3); products past int64 cannot be
+# Each dimension must fit in a uint64 (the OIP's tensor metadata); products past int64 cannot be
 # backed by any real buffer, so they are refused as well.
 _MAX_ELEMENTS = 2**63 - 1
 #: numpy's NPY_MAXDIMS: no array has more dimensions (64 since numpy 2, 32 before).

@@ -1,8 +1,8 @@
-"""OIP gRPC ``InferTensorContents`` (typed contents) <-> numpy (interfaces.md §2.8).
+"""OIP gRPC ``InferTensorContents`` (typed contents) <-> numpy (the OIP's gRPC ``grpc_predict_v2.proto``).
 
 Pure functions over plain sequences: the gRPC front end hands in a message's repeated field
 and gets back the field name and values to set. FP16 and BF16 have no typed field; they
-travel only as raw contents (interfaces.md §0.4).
+travel only as raw contents (the OIP's gRPC protocol has no contents field for them).
 """
 
 from __future__ import annotations
@@ -35,7 +35,7 @@ CONTENTS_FIELD: dict[str, str] = {
     "BYTES": "bytes_contents",
 }
 
-#: The element type of each contents field on the wire (interfaces.md §2.8).
+#: The element type of each contents field on the wire (the OIP's gRPC ``grpc_predict_v2.proto``).
 _FIELD_DTYPES: dict[str, np.dtype[Any]] = {
     "bool_contents": np.dtype(np.bool_),
     "int_contents": np.dtype(np.int32),

@@ -1,7 +1,7 @@
 """The image of ``omi build knative``, for real: ``make image`` builds it from the wheels of
 ``make dist`` and the Containerfile ``omi build knative --wheel`` writes, with buildah on a local
 Debian base, run under podman with runc, answering OIP REST on ``$PORT`` and stopping
-cleanly on SIGTERM (targets.md, "OCI images"; the tooling comes from
+cleanly on SIGTERM (the tooling comes from
 scripts/fetch_container_tools.py, and the test is skipped only where apt is unreachable)."""
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """Knative's runtime contract, end to end against a real ``omi serve``: it listens on ``$PORT``
 without a port flag, logs ``K_SERVICE``/``K_REVISION``, says 503 until every model is loaded,
-and on SIGTERM stops accepting, answers the request in flight and exits 0 (targets.md,
-"Knative Serving")."""
+and on SIGTERM stops accepting, answers the request in flight and exits 0 (Knative's
+runtime contract)."""
 
 from __future__ import annotations
 

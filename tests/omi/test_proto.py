@@ -1,4 +1,4 @@
-"""The OMI proto is wire-compatible with existing clients (interfaces.md §0 finding 1, §1.2, §1.3)."""
+"""The OMI proto is wire-compatible with existing clients (OMI's ``model.proto``: no proto package, chassis' field numbers)."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from google.protobuf import descriptor_pb2
 from omi_adapters.protos import modzy_model_pb2 as pb
 from tests.conftest import ROOT
 
-# message -> {field name: (number, type, label)} as the spec's table lists them (§1.3).
+# message -> {field name: (number, type, label)} as OMI's model.proto declares them.
 S, B, F, I32, MSG = "TYPE_STRING", "TYPE_BOOL", "TYPE_FLOAT", "TYPE_INT32", "TYPE_MESSAGE"
 BYTES = "TYPE_BYTES"
 ONE, MANY = "LABEL_OPTIONAL", "LABEL_REPEATED"

@@ -1,6 +1,6 @@
 """Generated request bodies against the REST application, in process: whatever arrives, the
 answer is a success or a 4xx with ``{"error": ...}`` naming the problem, never a 500
-(interfaces.md §2.5). The bodies follow the shape of an OIP request closely enough to reach the
+(the OIP's error response). The bodies follow the shape of an OIP request closely enough to reach the
 codecs and the contract, with any field of any JSON type."""
 
 from __future__ import annotations

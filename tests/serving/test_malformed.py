@@ -1,5 +1,5 @@
 """Malformed requests over REST and gRPC: each gets a 4xx / non-OK status naming the problem,
-and the server keeps serving good requests afterwards (interfaces.md §2.5)."""
+and the server keeps serving good requests afterwards (the OIP's error response)."""
 
 from __future__ import annotations
 

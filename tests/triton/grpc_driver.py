@@ -1,7 +1,7 @@
 """Drive the tritonserver of the Triton tests over gRPC with tritonclient.grpc; prints a JSON report.
 
 Run as its own process: tritonclient.grpc's `inference` messages cannot share a process with
-omi-adapters' (targets.md, "Traps")."""
+omi-adapters' (both register the ``inference`` protobuf package)."""
 
 from __future__ import annotations
 

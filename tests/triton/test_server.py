@@ -1,6 +1,6 @@
 """End to end: a real tritonserver serves the repository `omi build triton` wrote, driven by
 tritonclient.http here and tritonclient.grpc in a separate process (its `inference` protobuf
-messages clash with omi-adapters' own in one process, targets.md "Traps")."""
+messages clash with omi-adapters' own in one process, both register the ``inference`` protobuf package)."""
 
 from __future__ import annotations
 

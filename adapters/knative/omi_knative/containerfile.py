@@ -1,10 +1,10 @@
 """The Containerfile of a model image: install omi-adapters and the model, run ``omi serve``.
 
-The image follows the OMI container spec v1.1 (interfaces.md §1.5): the labels
+The image follows the OMI container spec v1.1 (its container specification): the labels
 ``ml.openmodel.interfaces``, ``ml.openmodel.protocols``, ``ml.openmodel.port`` and
 ``ml.openml.model_name`` (sic), and the env vars ``INTERFACE``, ``HTTP_PORT``, ``PROTOCOL`` and
-``MODEL_NAME`` that mirror them. It keeps Knative's runtime contract (targets.md, "Knative
-Serving"): the server listens on ``$PORT`` when Knative sets it, else on ``$HTTP_PORT``.
+``MODEL_NAME`` that mirror them. It keeps Knative's runtime contract (Knative's
+"Runtime contract" page): the server listens on ``$PORT`` when Knative sets it, else on ``$HTTP_PORT``.
 """
 
 from __future__ import annotations

@@ -1,9 +1,9 @@
 """The Knative Service and KServe InferenceService of a set of models, built as plain data.
 
 Both run the same image (the Containerfile of :mod:`omi_knative.containerfile`) on one port,
-as Knative allows (targets.md, "Knative Serving"): ``http1`` for OIP REST, ``h2c`` for OIP gRPC.
+as Knative allows (its runtime contract: one container port, named by protocol): ``http1`` for OIP REST, ``h2c`` for OIP gRPC.
 Resources, the startup budget and the request timeout come from the models' OMI metadata
-(interfaces.md §1.3, ``ModelResources`` and ``ModelTimeout``).
+(OMI's ``ModelResources`` and ``ModelTimeout``).
 """
 
 from __future__ import annotations

@@ -1,13 +1,13 @@
 """Check a Knative Service manifest before it is written: the CRD schema, then admission rules.
 
 The schema is Knative Serving's own Service CRD (v1.23, shipped in ``schemas/``, or read from a
-path). Its ``openAPIV3Schema`` is checked with jsonschema (Draft 4, as targets.md "Knative
-Serving" found to work) in *strict* mode: every object that declares properties and does not say
+path). Its ``openAPIV3Schema`` is checked with jsonschema (Draft 4, whose
+semantics the OpenAPI v3 schemas of CRDs follow) in *strict* mode: every object that declares properties and does not say
 ``x-kubernetes-preserve-unknown-fields`` is closed, so a misspelt field is an error instead of
 being pruned silently by the API server.
 
-The webhook rules the schema cannot express (targets.md, "Admission rules that the CRD schema
-does not express") are checked by :func:`admission_errors`; they apply to the pod spec of a
+The webhook rules the schema cannot express (Knative's webhook: port names,
+reserved ports and variables, probe handlers) are checked by :func:`admission_errors`; they apply to the pod spec of a
 KServe predictor too, since KServe's serverless mode makes a Knative Service of it.
 """
 

@@ -2,7 +2,7 @@
 
 ``aws lambda invoke --payload '{"model_name": "adder", "inputs": [...]}'`` and Step Functions
 tasks send such events. The request is decoded by the same codec as the REST body
-(interfaces.md §2.3) and run by the same :class:`DataPlane`; what comes back is the
+(the OIP's ``$inference_request``) and run by the same :class:`DataPlane`; what comes back is the
 ``$inference_response`` object, or an error object ``{"error": message, "status_code": N}``
 whose status is the one the REST API would answer (``omi_adapters.rest.HTTP_STATUS``, the
 one table from the error tree). Nothing is raised to the runtime: a raised error would reach

@@ -1,6 +1,6 @@
 """``TritonPythonModel``: serves an omi-adapters model from Triton's Python backend.
 
-The contract is interfaces.md §2.9 ("Python backend"): ``initialize(args)`` once per model
+The contract is the Python backend's (Triton's python_backend README, "Usage"): ``initialize(args)`` once per model
 instance, ``execute(requests)`` answering one response per request, ``finalize()``. Requests
 go through the same core as every other front end: :meth:`Model.bind_inputs` checks them,
 :meth:`Model.check_outputs` checks the results, and each failure is answered by a

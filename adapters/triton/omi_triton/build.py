@@ -1,6 +1,6 @@
 """``omi build triton TARGET... --out REPO``: write a Triton model repository.
 
-For each model (interfaces.md §2.9, "Python backend")::
+For each model (Triton's Python backend README, "Usage")::
 
     REPO/<name>/config.pbtxt          Triton's ModelConfig, in protobuf text format
     REPO/<name>/<version>/model.py    a two-line shim: the TritonPythonModel of omi_triton

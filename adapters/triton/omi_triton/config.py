@@ -2,10 +2,10 @@
 
 The message class is the one tritonclient ships (``tritonclient/grpc/model_config_pb2.py``,
 generated from Triton's ``model_config.proto``), so the text written is what Triton parses
-(interfaces.md §2.9, "Python backend"). It is loaded from its file rather than imported as
+(Triton's Python backend README, "Usage"). It is loaded from its file rather than imported as
 ``tritonclient.grpc.model_config_pb2``: importing the ``tritonclient.grpc`` package also loads
 tritonclient's ``inference`` service messages, which clash with omi-adapters' own OIP messages
-in one process (targets.md, "Traps"); ``model_config.proto`` alone does not.
+in one process (both register the ``inference`` protobuf package); ``model_config.proto`` alone does not.
 """
 
 from __future__ import annotations
@@ -128,5 +128,5 @@ def _integer_version(model: Model) -> int:
 
 
 def _data_type(pb: ModuleType, datatype: str) -> int:
-    # OIP names map onto Triton's TYPE_* names; BYTES is Triton's TYPE_STRING (§2.4).
+    # OIP names map onto Triton's TYPE_* names; BYTES is Triton's TYPE_STRING (Triton's model configuration, "Datatypes").
     return int(pb.DataType.Value("TYPE_STRING" if datatype == "BYTES" else f"TYPE_{datatype}"))

@@ -1,7 +1,7 @@
 """Install and run a real ``tritonserver`` on this machine, without a container.
 
 The PyPI wheel ``nvidia-pytriton`` bundles a ``tritonserver`` binary, the Python backend and its
-stubs for several Python versions (targets.md, "Triton Inference Server"). :func:`install` puts
+stubs for several Python versions (the nvidia-pytriton wheel carries all of them). :func:`install` puts
 it in a folder once and prepares the *model environment*: the virtual environment whose
 ``bin/`` comes first on ``PATH`` when tritonserver starts is the one the Python-backend stub
 imports packages from. That environment needs ``numpy<2``: the stub of tritonserver 2.51 reads
@@ -37,7 +37,7 @@ from typing import Self
 
 __all__ = ["MODEL_ENV_REQUIREMENTS", "WHEEL", "Installation", "TritonServer", "existing", "install", "main"]
 
-#: The wheel that carries tritonserver 2.51.0 and runs on this platform (targets.md).
+#: The wheel that carries tritonserver 2.51.0 and runs on this platform (manylinux_2_35, x86_64).
 WHEEL = "nvidia-pytriton==0.7.0"
 #: What the model environment always needs; see the module docstring for numpy.
 MODEL_ENV_REQUIREMENTS: tuple[str, ...] = ("numpy>=1.26,<2",)
@@ -170,7 +170,7 @@ def _install_wheel(home: Path, python: str, version: str) -> None:
         stub = root / "python_backend_stubs" / version / "triton_python_backend_stub"
         if not stub.exists():
             raise RuntimeError(f"{WHEEL} has no Python backend stub for Python {version}")
-        # The Python backend looks for its stub beside libtriton_python.so (targets.md).
+        # The Python backend looks for its stub beside libtriton_python.so.
         shutil.copy2(stub, root / "backends" / "python" / stub.name)
         staging.rename(target)
     finally:
