@@ -179,6 +179,32 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
             name=meta["name"], versions=meta["versions"], platform=meta["platform"], inputs=inputs, outputs=outputs
         )
 
+    async def ModelStatistics(self, request: pb.ModelStatisticsRequest, context: Context) -> pb.ModelStatisticsResponse:
+        observer = self.dataplane.observer
+        if getattr(observer, "collect_registry", None) is None:
+            await context.abort(grpc.StatusCode.UNIMPLEMENTED, "statistics need the metrics (prometheus-client)")
+        from omi_adapters.statistics import model_statistics
+
+        try:
+            stats = model_statistics(self.dataplane, observer, request.name or None, request.version or None)  # type: ignore[arg-type]
+        except OmiError as exc:
+            await _abort(context, exc)
+        reply = pb.ModelStatisticsResponse()
+        for entry in stats:
+            reply.model_stats.append(
+                pb.ModelStatistics(
+                    name=entry["name"],
+                    version=entry["version"],
+                    last_inference=entry["last_inference"],
+                    inference_count=entry["inference_count"],
+                    execution_count=entry["execution_count"],
+                    inference_stats=pb.InferStatistics(
+                        **{k: pb.StatisticDuration(**v) for k, v in entry["inference_stats"].items()}
+                    ),
+                )
+            )
+        return reply
+
     async def ModelInfer(self, request: pb.ModelInferRequest, context: Context) -> pb.ModelInferResponse:
         began = time.perf_counter()
         size = request.ByteSize()

@@ -21,7 +21,6 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.openapi.utils import get_openapi
 from fastapi.responses import Response
-from fastapi_offline import FastAPIOffline
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from omi_adapters import __version__, rest_docs
@@ -61,8 +60,6 @@ METRICS_CONTENT_TYPE = b"text/plain; version=0.0.4; charset=utf-8"
 DEFAULT_MAX_BODY_BYTES = 64 * 1024 * 1024
 #: Larger bodies are decoded in a worker thread, so that other requests go on meanwhile.
 DECODE_ON_LOOP_BYTES = 256 * 1024
-#: Where the Swagger UI and ReDoc files of /docs and /redoc are served from.
-DOCS_ASSETS = "/docs-assets"
 #: The ASGI scope extension through which the HTTP protocol reports a client that went away.
 ON_DISCONNECT = "omi.on_disconnect"
 #: The ASGI scope extension through which an embedding server passes the client's time budget.
@@ -327,10 +324,7 @@ def _response(reply: Reply) -> Response:
 
 
 def _fastapi_app(endpoints: _Endpoints, app: OipApp) -> FastAPI:
-    # /docs and /redoc load Swagger UI and ReDoc from files installed with fastapi-offline, not
-    # from a CDN: the pages work on an air-gapped cluster.
-    api = FastAPIOffline(
-        static_url=DOCS_ASSETS,
+    api = FastAPI(
         title="omi-adapters: Open Inference Protocol",
         version=__version__,
         description="The Open Inference Protocol (KServe V2) REST API, with the binary tensor data extension.",
@@ -389,6 +383,30 @@ def _fastapi_app(endpoints: _Endpoints, app: OipApp) -> FastAPI:
     @api.get("/v2/models", response_model=rest_docs.ModelListResponse, tags=["metadata"], summary="Model list")
     async def model_list() -> Any:
         return {"models": list(dict.fromkeys(m.name for m in endpoints.dataplane.models))}
+
+    async def statistics(model_name: str | None = None, model_version: str | None = None) -> Any:
+        observer = endpoints.dataplane.observer
+        if getattr(observer, "collect_registry", None) is None:
+            raise StarletteHTTPException(404, "statistics need the metrics (prometheus-client, omi serve --metrics)")
+        from omi_adapters.statistics import model_statistics
+
+        return {"model_stats": model_statistics(endpoints.dataplane, observer, model_name, model_version)}  # type: ignore[arg-type]
+
+    # Before the metadata routes: "/v2/models/stats" is not a model named "stats".
+    for path in (
+        "/v2/models/stats",
+        "/v2/models/{model_name}/stats",
+        "/v2/models/{model_name}/versions/{model_version}/stats",
+    ):
+        api.add_api_route(
+            path,
+            statistics,
+            methods=["GET"],
+            response_model=rest_docs.ModelStatisticsResponse,
+            responses=errors,
+            tags=["statistics"],
+            summary="Model statistics (Triton's statistics extension)",
+        )
 
     async def model_metadata(model_name: str, model_version: str | None = None) -> Any:
         return endpoints.dataplane.model_metadata(model_name, model_version)

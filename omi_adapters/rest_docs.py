@@ -67,6 +67,40 @@ class ModelListResponse(BaseModel):
     models: list[str]
 
 
+class StatisticDuration(BaseModel):
+    count: int = Field(description="How many.")
+    ns: int = Field(description="Their cumulative duration in nanoseconds.")
+
+
+class InferStatistics(BaseModel):
+    success: StatisticDuration
+    fail: StatisticDuration
+    queue: StatisticDuration
+    compute_input: StatisticDuration
+    compute_infer: StatisticDuration
+    compute_output: StatisticDuration
+    cache_hit: StatisticDuration
+    cache_miss: StatisticDuration
+
+
+class ModelStatistics(BaseModel):
+    name: str
+    version: str
+    last_inference: int = Field(description="Milliseconds since the epoch of the last answered request (0: none).")
+    inference_count: int = Field(description="Rows predicted (a batch of n counts n).")
+    execution_count: int = Field(description="Predict calls.")
+    inference_stats: InferStatistics
+    response_stats: dict[str, Any] = Field(default_factory=dict)
+    batch_stats: list[Any] = Field(default_factory=list)
+    memory_usage: list[Any] = Field(default_factory=list)
+
+
+class ModelStatisticsResponse(BaseModel):
+    """Triton's statistics extension: the figures of the Prometheus metrics, summed over protocols."""
+
+    model_stats: list[ModelStatistics]
+
+
 class RequestInput(BaseModel):
     """``$request_input``."""
 

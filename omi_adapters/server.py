@@ -529,6 +529,8 @@ async def serve(models: Sequence[Model], options: ServeOptions) -> int:
         # The front ends have drained within the grace period: a predict still running has
         # nobody left to answer (run() decides what to do about it).
         dataplane.close()
+        if metrics is not None:
+            metrics.flush()  # with --workers, what this worker counted stays in the totals
     log.info("stopped")
     return 0
 

@@ -23,6 +23,7 @@ Workers talk to the supervisor over one pipe, one line per message (``ready N``,
 
 from __future__ import annotations
 
+import importlib.util
 import logging
 import os
 import select
@@ -211,9 +212,7 @@ def supervise(
 
 def _metrics_dir() -> tuple[str, bool] | None:
     """The workers' shared metrics directory and whether it is ours to remove; None without prometheus-client."""
-    try:
-        import prometheus_client  # noqa: F401
-    except ImportError:
+    if importlib.util.find_spec("prometheus_client") is None:
         return None
     given = os.environ.get(_MULTIPROC_ENV)
     if given:

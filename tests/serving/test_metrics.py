@@ -10,6 +10,7 @@ same package); OIP gRPC goes through ``tritonclient.grpc``.
 from __future__ import annotations
 
 import json
+import time
 from collections import defaultdict
 from collections.abc import Iterator
 
@@ -24,7 +25,7 @@ from tritonclient.utils import InferenceServerException
 from omi_adapters.protos import modzy_model_pb2 as omi_pb
 from omi_adapters.protos import modzy_model_pb2_grpc as omi_grpc
 from tests.conftest import EXAMPLES
-from tests.servers import Served, serve
+from tests.servers import Served, free_port, serve
 from tests.serving.test_workers import MODEL as PID_MODEL
 
 pytestmark = pytest.mark.timeout(180)
@@ -194,9 +195,11 @@ def test_every_protocol_moves_the_counters_and_histograms_by_exactly_its_traffic
     assert 0 < after["omi_cold_start_seconds", ()] < 60
 
 
-def test_a_failed_load_is_a_state_a_duration_and_a_failure() -> None:
-    with serve("tests/serving/models.py:Broken", protocols=("rest",)) as srv:
-        samples = scrape(srv)
+def test_a_failed_load_is_a_state_a_duration_and_a_failure_on_the_metrics_port_without_rest() -> None:
+    port = free_port()
+    with serve("tests/serving/models.py:Broken", protocols=("grpc",), args=("--metrics-port", str(port))) as srv:
+        time.sleep(1.5)  # the metrics port shows what was flushed, every second
+        samples = scrape(srv, port)
     broken = {"model": "broken", "version": "1"}
     assert samples["omi_model_state", L(**broken, state="FAILED")] == 1
     assert samples["omi_model_load_failures_total", L(**broken)] == 1
@@ -205,7 +208,8 @@ def test_a_failed_load_is_a_state_a_duration_and_a_failure() -> None:
 
 
 def test_with_two_workers_a_scrape_reports_the_totals_of_both_and_buckets_follow_the_flag() -> None:
-    args = ("--workers", "2", "--metrics-buckets", "0.5,5,300")
+    port = free_port()
+    args = ("--workers", "2", "--metrics-buckets", "0.5,5,300", "--metrics-port", str(port))
     with serve(PID_MODEL, protocols=("rest", "grpc"), args=args) as srv:
         srv.wait_ready()
         # Requests until both workers have answered some (each connection lands on either).
@@ -217,9 +221,10 @@ def test_with_two_workers_a_scrape_reports_the_totals_of_both_and_buckets_follow
             per_worker[int(response.json()["outputs"][0]["data"][0])] += 1
         sent = sum(per_worker.values())
         pid = {"model": "pid", "version": "1"}
+        time.sleep(1.5)  # each worker adds what it counted to the shared files every second
         # Every scrape, whichever worker answers it, reports the totals of both.
-        for _ in range(6):
-            samples = scrape(srv)
+        for scraped in (None, None, None, None, port, port):  # either worker's REST port, the supervisor's
+            samples = scrape(srv, scraped)
             assert samples["omi_requests_total", L(**pid, protocol="rest", outcome="200")] == sent
             assert samples["omi_predict_duration_seconds_count", L(**pid)] == sent
             assert samples["omi_model_state", L(**pid, state="READY")] == 2  # one per worker
