@@ -21,6 +21,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.openapi.utils import get_openapi
 from fastapi.responses import Response
+from fastapi_offline import FastAPIOffline
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from omi_adapters import __version__, rest_docs
@@ -60,6 +61,8 @@ METRICS_CONTENT_TYPE = b"text/plain; version=0.0.4; charset=utf-8"
 DEFAULT_MAX_BODY_BYTES = 64 * 1024 * 1024
 #: Larger bodies are decoded in a worker thread, so that other requests go on meanwhile.
 DECODE_ON_LOOP_BYTES = 256 * 1024
+#: Where the Swagger UI and ReDoc files of /docs and /redoc are served from.
+DOCS_ASSETS = "/docs-assets"
 #: The ASGI scope extension through which the HTTP protocol reports a client that went away.
 ON_DISCONNECT = "omi.on_disconnect"
 #: The ASGI scope extension through which an embedding server passes the client's time budget.
@@ -324,7 +327,10 @@ def _response(reply: Reply) -> Response:
 
 
 def _fastapi_app(endpoints: _Endpoints, app: OipApp) -> FastAPI:
-    api = FastAPI(
+    # /docs and /redoc load Swagger UI and ReDoc from files installed with fastapi-offline, not
+    # from a CDN: the pages work on an air-gapped cluster.
+    api = FastAPIOffline(
+        static_url=DOCS_ASSETS,
         title="omi-adapters: Open Inference Protocol",
         version=__version__,
         description="The Open Inference Protocol (KServe V2) REST API, with the binary tensor data extension.",
