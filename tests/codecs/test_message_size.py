@@ -38,3 +38,9 @@ def test_omi_run_bytes_count_the_files() -> None:
     reply = omi_pb.RunResponse(outputs=[omi_pb.OutputItem(output={"Y": b"y" * 5_000}, success=True)])
     assert 30_000 <= omi_run_bytes(request) <= request.ByteSize() + 128
     assert 5_000 <= omi_run_bytes(reply) <= reply.ByteSize() + 128
+
+
+def test_a_shape_larger_than_its_data_is_counted_by_the_data() -> None:
+    message = _raw(10)
+    message.inputs[0].shape[:] = [2**40]  # decoding refuses it; it must not look like 4 TiB in flight
+    assert infer_message_bytes(message) < 1024
