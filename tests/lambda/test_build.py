@@ -3,6 +3,7 @@ its Containerfile and requirements, and clear errors for bad options."""
 
 from __future__ import annotations
 
+import importlib.metadata
 import os
 import subprocess
 from pathlib import Path
@@ -57,6 +58,11 @@ def test_bundle_layout_and_template(tmp_path: Path) -> None:
     assert {r.split(">")[0].split("=")[0] for r in requirements} == {
         "fastapi", "fastapi-offline", "mangum", "numpy", "orjson", "prometheus-client"
     }  # fmt: skip
+    # --install-deps prefers the versions this environment serves and tests with, and theirs.
+    from omi_lambda.build import installed_pins
+
+    pins = dict(p.split("==") for p in installed_pins(requirements))
+    assert pins["numpy"] == importlib.metadata.version("numpy") and "pydantic" in pins
     containerfile = (out / "Containerfile").read_text()
     assert "FROM public.ecr.aws/lambda/python:3.12\n" in containerfile
     assert 'ENV OMI_MODEL="adder,text:text"\n' in containerfile and containerfile.endswith(

@@ -26,6 +26,7 @@ import importlib.util
 import shutil
 import subprocess
 import sys
+import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -34,7 +35,7 @@ from omi_adapters.errors import ConfigurationError
 from omi_adapters.targets import BUILD_IGNORE, copy_source
 from omi_lambda import sam
 
-__all__ = ["PYTHONS", "add_arguments", "build", "pip_install_command", "runtime_requirements"]
+__all__ = ["PYTHONS", "add_arguments", "build", "installed_pins", "pip_install_command", "runtime_requirements"]
 
 #: Lambda's Python runtimes -> the glibc minor version of their Amazon Linux.
 PYTHONS = {"3.10": 26, "3.11": 26, "3.12": 34, "3.13": 34, "3.14": 34}
@@ -131,7 +132,13 @@ def _write(models: Sequence[Model], args: argparse.Namespace, out: Path) -> None
     shown = pip_install_command(code.relative_to(out), args.python, args.arch, pip=["pip"])
     (out / "README.md").write_text(_readme(spec, " ".join(shown), code.relative_to(out)))
     if args.install_deps:
-        subprocess.run(pip_install_command(code, args.python, args.arch), check=True)
+        print(
+            f"installing {len(requirements)} requirements for python{args.python} ({args.arch}) into {code}: "
+            + ", ".join(requirements),
+            flush=True,
+        )
+        _install(code, requirements, args.python, args.arch)
+        print(f"installed: {', '.join(_installed(code))}; the bundle is {_size(code) / 1e6:.1f} MB", flush=True)
     print(f"wrote {out}: handler {sam.HANDLER}, OMI_MODEL={spec.omi_model}, runtime python{args.python}")
     if not args.install_deps:
         print(f"dependencies are listed in {code / 'requirements.txt'}; see {out / 'README.md'} to install them")
@@ -215,7 +222,36 @@ def runtime_requirements() -> list[str]:
     return sorted(found.values())
 
 
-def pip_install_command(code: Path, python: str, arch: str, pip: Sequence[str] | None = None) -> list[str]:
+def installed_pins(requirements: Sequence[str]) -> list[str]:
+    """``name==version`` of each requirement and of what it requires, as installed here.
+
+    These are the versions the model was served and tested with (the project's pinned ones in
+    an environment ``make`` set up): the bundle gets them where Lambda's platform has them.
+    """
+    from packaging.requirements import Requirement
+
+    pins: dict[str, str] = {}
+    todo = [Requirement(r) for r in requirements]
+    while todo:
+        requirement = todo.pop()
+        name = requirement.name.lower().replace("_", "-")
+        if name in pins:
+            continue
+        try:
+            distribution = importlib.metadata.distribution(requirement.name)
+        except importlib.metadata.PackageNotFoundError:
+            continue
+        pins[name] = f"{name}=={distribution.version}"
+        for line in distribution.requires or []:
+            dependency = Requirement(line)
+            if dependency.marker is None or dependency.marker.evaluate({"extra": ""}):
+                todo.append(dependency)
+    return sorted(pins.values())
+
+
+def pip_install_command(
+    code: Path, python: str, arch: str, pip: Sequence[str] | None = None, *, quiet: bool = True
+) -> list[str]:
     """pip, asked for wheels of Lambda's platform: CPython ``python``, manylinux up to its glibc.
 
     pip does not widen a ``manylinux_2_X`` platform to older glibc versions by itself (it does
@@ -224,7 +260,9 @@ def pip_install_command(code: Path, python: str, arch: str, pip: Sequence[str] |
     glibc = PYTHONS[python]
     machine = _PIP_ARCH[arch]
     platforms = [f"manylinux_2_{minor}_{machine}" for minor in range(glibc, 16, -1)] + [f"manylinux2014_{machine}"]
-    command = [*(pip or (sys.executable, "-m", "pip")), "install", "--disable-pip-version-check", "--quiet"]
+    command = [*(pip or (sys.executable, "-m", "pip")), "install", "--disable-pip-version-check"]
+    # Quiet in the command the README shows; the build itself shows pip's progress, line by line.
+    command += ["--quiet"] if quiet else ["--progress-bar", "off"]
     for platform in platforms:
         command += ["--platform", platform]
     command += [
@@ -232,6 +270,36 @@ def pip_install_command(code: Path, python: str, arch: str, pip: Sequence[str] |
         "--target", str(code), "-r", str(code / "requirements.txt"),
     ]  # fmt: skip
     return command
+
+
+def _install(code: Path, requirements: Sequence[str], python: str, arch: str) -> None:
+    """pip into the bundle: the versions installed here where Lambda's platform has wheels of them."""
+    command = pip_install_command(code, python, arch, quiet=False)
+    with tempfile.NamedTemporaryFile("w", suffix=".txt", prefix="omi-pins-") as pins:
+        pins.write("\n".join(installed_pins(requirements)) + "\n")
+        pins.flush()
+        if subprocess.run([*command, "-c", pins.name], check=False).returncode == 0:
+            return
+    # An older runtime's glibc (Amazon Linux 2) lacks wheels of some recent versions.
+    print(
+        f"the versions installed here are not all available for python{python} ({arch}) on Lambda; "
+        "installing the newest that are",
+        flush=True,
+    )
+    subprocess.run(command, check=True)
+
+
+def _installed(code: Path) -> list[str]:
+    """``name version`` of every distribution pip installed into the bundle."""
+    found = []
+    for info in sorted(code.glob("*.dist-info")):
+        name, _, version = info.name[: -len(".dist-info")].partition("-")
+        found.append(f"{name} {version}")
+    return found
+
+
+def _size(folder: Path) -> int:
+    return sum(f.stat().st_size for f in folder.rglob("*") if f.is_file())
 
 
 def _readme(spec: sam.FunctionSpec, install: str, code: Path) -> str:
