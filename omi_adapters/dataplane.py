@@ -127,6 +127,8 @@ class DataPlane:
         self.admission = Admission(limits.max_inflight, limits.max_inflight_bytes)
         threads = limits.predict_threads or _default_threads()
         self.observer = observer = observer or Observer()
+        #: Writes the access line of each request, when the front ends should (``omi serve --access-log``).
+        self.access_log: Any = None
         self._gates: dict[Model, ModelGate] = {}
         self._batchers: dict[Model, Batcher] = {}
         self._hooks: dict[Model, ModelHooks] = {}

@@ -146,6 +146,7 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
     def __init__(self, dataplane: DataPlane) -> None:
         self.dataplane = dataplane
         self.observer = dataplane.observer
+        self.access_log = dataplane.access_log
 
     async def ServerLive(self, request: pb.ServerLiveRequest, context: Context) -> pb.ServerLiveResponse:
         return pb.ServerLiveResponse(live=self.dataplane.live())
@@ -213,20 +214,36 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
             model = self.dataplane.get(request.model_name, request.model_version or None)  # NOT_FOUND first
             reply = await self._infer(model, request, size, context.time_remaining())
         except OmiError as exc:
-            self._observe(model, exc.code, began, size, 0)
+            self._observe(model, exc.code, began, size, 0, request, context, "ModelInfer")
             await _abort(context, exc)
         except Exception as exc:
-            self._observe(model, ErrorCode.INTERNAL, began, size, 0)
+            self._observe(model, ErrorCode.INTERNAL, began, size, 0, request, context, "ModelInfer")
             log.exception("unexpected error in ModelInfer")
             await context.abort(grpc.StatusCode.INTERNAL, f"internal server error ({type(exc).__name__})")
         else:
-            self._observe(model, None, began, size, reply.ByteSize())
+            self._observe(model, None, began, size, reply.ByteSize(), request, context, "ModelInfer")
             return reply
         raise AssertionError("unreachable")
 
-    def _observe(self, model: Any, code: ErrorCode | None, began: float, size: int, sent: int) -> None:
+    def _observe(
+        self,
+        model: Any,
+        code: ErrorCode | None,
+        began: float,
+        size: int,
+        sent: int,
+        request: pb.ModelInferRequest,
+        context: Context,
+        rpc: str,
+    ) -> None:
         outcome = "OK" if code is None else _CODE_NAME[code]
-        self.observer.request("grpc", model, outcome, code, time.perf_counter() - began, size, sent)
+        seconds = time.perf_counter() - began
+        self.observer.request("grpc", model, outcome, code, seconds, size, sent)
+        if self.access_log is not None:
+            self.access_log(
+                "grpc", rpc, request.model_name, request.model_version or (model.version if model else ""),
+                outcome, seconds, size, sent, request.id or None, context.peer(),
+            )  # fmt: skip
 
     async def ModelStreamInfer(
         self, requests: AsyncIterator[pb.ModelInferRequest], context: Context
@@ -241,14 +258,14 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
                 model = self.dataplane.get(request.model_name, request.model_version or None)
                 reply = await self._infer(model, request, size, context.time_remaining())
             except OmiError as exc:
-                self._observe(model, exc.code, began, size, 0)
+                self._observe(model, exc.code, began, size, 0, request, context, "ModelStreamInfer")
                 yield pb.ModelStreamInferResponse(error_message=exc.message)
             except Exception as exc:
-                self._observe(model, ErrorCode.INTERNAL, began, size, 0)
+                self._observe(model, ErrorCode.INTERNAL, began, size, 0, request, context, "ModelStreamInfer")
                 log.exception("unexpected error in ModelStreamInfer")
                 yield pb.ModelStreamInferResponse(error_message=f"internal server error ({type(exc).__name__})")
             else:
-                self._observe(model, None, began, size, reply.ByteSize())
+                self._observe(model, None, began, size, reply.ByteSize(), request, context, "ModelStreamInfer")
                 yield pb.ModelStreamInferResponse(infer_response=reply)
 
     async def _infer(

@@ -142,7 +142,14 @@ class ModzyModelServicer(pb_grpc.ModzyModelServicer):
         else:
             with ticket:
                 reply = await self._run(request, results, codes, notes, context.time_remaining())
-        self._observe(request, reply, codes, time.perf_counter() - began)
+        seconds = time.perf_counter() - began
+        self._observe(request, reply, codes, seconds)
+        access = self._dataplane.access_log
+        if access is not None:
+            failed = sum(not o.success for o in reply.outputs)
+            status = f"{reply.status_code} ({failed} of {len(reply.outputs)} items failed)" if failed else "200"
+            access("omi", "Run", self._model.name, self._model.version, status, seconds,
+                   request.ByteSize(), reply.ByteSize(), None, context.peer())  # fmt: skip
         return reply
 
     def _observe(

@@ -101,11 +101,21 @@ class _Endpoints:
     ) -> Reply:
         return await self.infer_model(self.dataplane.get(name, version), header, body, timeout)
 
-    async def infer_model(self, model: Model, header: bytes | None, body: bytes, timeout: float | None = None) -> Reply:
+    async def infer_model(
+        self,
+        model: Model,
+        header: bytes | None,
+        body: bytes,
+        timeout: float | None = None,
+        ids: list[str | None] | None = None,
+    ) -> Reply:
+        """Run an infer body through ``model``; with ``ids``, the request's OIP id is appended to it."""
         if len(body) > DECODE_ON_LOOP_BYTES:
             request = await in_thread(self.dataplane.executor, _decode, model, header, body)
         else:
             request = _decode(model, header, body)
+        if ids is not None:
+            ids.append(request.id)
         response = await self.dataplane.run(model, request, timeout=timeout)
         chunks, header_length = binary.encode_response(response, binary.wants_binary(request))
         if header_length is None:
@@ -175,6 +185,7 @@ class OipApp:
         self.max_body_bytes = max_body_bytes
         self.fastapi = _fastapi_app(self.endpoints, self)
         self.observer = dataplane.observer
+        self.access_log = dataplane.access_log
         #: The text of ``GET /metrics`` when metrics are recorded (prometheus-client installed).
         self.metrics: Callable[[], bytes] | None = getattr(dataplane.observer, "exposition", None)
 
@@ -215,6 +226,7 @@ class OipApp:
         model: Model | None = None
         code: ErrorCode | None = None
         size = 0
+        ids: list[str | None] | None = [] if self.access_log is not None else None
         header = None
         declared = None
         for key, value in scope["headers"]:
@@ -251,7 +263,7 @@ class OipApp:
                 return  # the client went away
             size = len(body)
             model = self.dataplane.get(name, version)
-            reply = await self.endpoints.infer_model(model, header, body, extensions.get(TIMEOUT))
+            reply = await self.endpoints.infer_model(model, header, body, extensions.get(TIMEOUT), ids)
         except OmiError as exc:
             code = exc.code
             reply = _error(exc)
@@ -273,9 +285,16 @@ class OipApp:
         answering = True
         sent = await _send(send, reply)
         status = reply[0]
-        self.observer.request(
-            "rest", model, _STATUS_TEXT.get(status) or str(status), code, time.perf_counter() - began, size, sent
-        )
+        seconds = time.perf_counter() - began
+        outcome = _STATUS_TEXT.get(status) or str(status)
+        self.observer.request("rest", model, outcome, code, seconds, size, sent)
+        if self.access_log is not None:
+            client = scope.get("client")
+            self.access_log(
+                "rest", f"POST {scope['path']}", model.name if model else name,
+                model.version if model else version or "", outcome, seconds, size, sent,
+                ids[0] if ids else None, f"{client[0]}:{client[1]}" if client else None,
+            )  # fmt: skip
 
     async def read_body(self, receive: Receive, ticket: Ticket | None = None) -> bytes | None:
         """Read the request body (its size checked before reading it), ``None`` if the client went away.
