@@ -1,6 +1,6 @@
 """Models that exercise the Triton adapter beyond the examples: every awkward datatype, a lazily
-loaded class, a batching model that reports the batches it sees, one that fails on demand, and
-two that raise what is not an Exception (SystemExit, KeyboardInterrupt)."""
+loaded class, a batching model that reports the batches it sees, one that fails on demand,
+two that raise what is not an Exception (SystemExit, KeyboardInterrupt); and two versions of one model."""
 
 from __future__ import annotations
 
@@ -97,3 +97,16 @@ def exits(X):
 @model(name="interrupted", inputs=[Tensor("X", "FP32", [-1])], outputs=[Tensor("Y", "FP32", [-1])])
 async def interrupted(X):
     raise KeyboardInterrupt
+
+
+VERSIONED = {"inputs": [Tensor("X", "FP32", [-1])], "outputs": [Tensor("Y", "FP32", [-1])]}
+
+
+@model(name="versioned", version="1", **VERSIONED)
+def versioned_v1(X):
+    return X + 1
+
+
+@model(name="versioned", version="2", **VERSIONED)
+def versioned_v2(X):
+    return X * 10

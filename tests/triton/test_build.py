@@ -34,8 +34,10 @@ def built(tmp_path: Path) -> Path:
 
 def test_layout_and_config_parse_back(built: Path) -> None:
     models = [m for target in ALL_TARGETS for m in load_target(str(target))]
-    assert sorted(p.name for p in built.iterdir()) == sorted(m.name for m in models)
+    assert sorted(p.name for p in built.iterdir()) == sorted({m.name for m in models})
     for m in models:
+        if m.name == "versioned":
+            continue  # two versions in one folder: test_two_versions_of_one_model_are_one_folder
         folder = built / m.name
         text = (folder / "config.pbtxt").read_text()
         parsed = triton_config.parse(text)
@@ -127,6 +129,38 @@ def test_the_models_batching_policy_is_tritons_dynamic_batching() -> None:
     )
 
 
+def test_two_versions_of_one_model_are_one_folder(built: Path) -> None:
+    folder = built / "versioned"
+    assert sorted(p.name for p in folder.iterdir()) == ["1", "2", "config.pbtxt"]
+    config = triton_config.parse((folder / "config.pbtxt").read_text())
+    assert list(config.version_policy.specific.versions) == [1, 2]
+    assert config.parameters["omi_target_1"].string_value == "code/models.py:versioned_v1"
+    assert config.parameters["omi_target_2"].string_value == "code/models.py:versioned_v2"
+
+
+def test_versions_with_other_tensors_are_refused(tmp_path: Path) -> None:
+    source = tmp_path / "clash.py"
+    source.write_text(
+        textwrap.dedent("""
+        from omi_adapters import Tensor, model
+
+        @model(name="m", version="1", inputs=[Tensor("X", "FP32", [-1])], outputs=[Tensor("Y", "FP32", [-1])])
+        def one(X):
+            return X
+
+        @model(name="m", version="2", inputs=[Tensor("X", "INT32", [-1])], outputs=[Tensor("Y", "INT32", [-1])])
+        def two(X):
+            return X
+    """)
+    )
+    result = subprocess.run(
+        [sys.executable, "-m", "omi_adapters.cli", "build", "triton", str(source), "--out", str(tmp_path / "repo")],
+        capture_output=True, text=True, check=False, timeout=60,
+    )  # fmt: skip
+    assert result.returncode == 2
+    assert "model 'm' version 1 declares other tensors or batching than version 2" in result.stderr
+
+
 def test_rerun_is_idempotent_and_replaces_the_whole_folder(built: Path) -> None:
     before = _files(built)
     (built / "adder" / "1" / "stale.txt").write_text("left over")
@@ -187,11 +221,11 @@ def {fn}(X):
 """
 
 
-def test_name_clash_is_a_clear_error(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_a_version_given_twice_is_a_clear_error(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     first = _write(tmp_path / "clash_a.py", MODEL.format(version="1", fn="a"))
     second = _write(tmp_path / "clash_b.py", MODEL.format(version="1", fn="b"))
     assert omi(["build", "triton", str(first), str(second), "--out", str(tmp_path / "repo")]) == 2
-    assert "two models are named 'dup'" in capsys.readouterr().err
+    assert "model 'dup' version 1 is given twice" in capsys.readouterr().err
     assert not (tmp_path / "repo").exists()
 
 

@@ -217,6 +217,18 @@ def test_a_predict_raising_base_exception_fails_its_request_and_triton_serves_on
     assert _infer(client, _model(CASES[0][0]), {"X": np.ones((1, 1), dtype=np.float32)})["Y"].tolist() == [[2.0]]
 
 
+def test_two_versions_of_one_model_are_served(client: http.InferenceServerClient) -> None:
+    x = np.array([1.0, 2.0], dtype=np.float32)
+    answers = {}
+    for version in ("1", "2"):
+        tensor = http.InferInput("X", [2], "FP32")
+        tensor.set_data_from_numpy(x)
+        answers[version] = client.infer("versioned", [tensor], model_version=version).as_numpy("Y").tolist()
+        assert client.is_model_ready("versioned", version)
+    assert answers == {"1": [2.0, 3.0], "2": [10.0, 20.0]}
+    assert client.get_model_metadata("versioned")["versions"] == ["1", "2"]
+
+
 def test_a_failed_eager_load_is_reported_and_the_others_serve(client: http.InferenceServerClient) -> None:
     assert client.is_server_live() and not client.is_server_ready()
     assert not client.is_model_ready("broken")

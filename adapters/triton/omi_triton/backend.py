@@ -31,7 +31,7 @@ from omi_adapters.dataplane import call_async, call_sync
 from omi_adapters.errors import ConfigurationError, OmiError, PredictError
 from omi_adapters.targets import load_target
 from omi_adapters.types import InputTensor
-from omi_triton.config import TARGET_PARAMETER, triton_dims
+from omi_triton.config import TARGET_PARAMETER, triton_dims, version_target
 from omi_triton.dlpack import bf16_bits, bf16_tensor
 from omi_triton.errors import triton_error
 
@@ -54,7 +54,10 @@ class TritonPythonModel:
         self._pb = pb_utils
         _check_numpy_interop(pb_utils)
         config = json.loads(args["model_config"])
-        target = config.get("parameters", {}).get(TARGET_PARAMETER, {}).get("string_value")
+        parameters = config.get("parameters", {})
+        # A model of several versions names each one's code; one version, the model's.
+        chosen = parameters.get(version_target(args["model_version"])) or parameters.get(TARGET_PARAMETER, {})
+        target = chosen.get("string_value")
         if not target:
             raise ConfigurationError(
                 f"config.pbtxt of '{config.get('name')}' has no '{TARGET_PARAMETER}' parameter; "

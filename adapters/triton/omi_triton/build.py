@@ -64,26 +64,26 @@ def build(models: list[Model], args: argparse.Namespace) -> int:
         raise ConfigurationError(f"--instances must be at least 1, got {args.instances}")
     if args.max_queue_delay_us is not None and args.max_queue_delay_us < 0:
         raise ConfigurationError(f"--max-queue-delay-us must be >= 0, got {args.max_queue_delay_us}")
-    names: dict[str, Model] = {}
+    names: dict[str, list[Model]] = {}
     for model in models:
-        if model.name in names:
-            raise ConfigurationError(
-                f"two models are named '{model.name}' ({_describe(names[model.name])} and {_describe(model)}); "
-                "a Triton repository holds one folder per name"
-            )
-        names[model.name] = model
+        versions = names.setdefault(model.name, [])
+        if any(v.version == model.version for v in versions):
+            raise ConfigurationError(f"model '{model.name}' version {model.version} is given twice")
+        versions.append(model)
     for include in args.include:
         if not include.exists():
             raise ConfigurationError(f"--include {include}: no such file or folder")
-    for model in models:
-        folder = write_model(
-            model,
+    for versions in names.values():
+        folder = write_versions(
+            versions,
             args.out,
             instances=args.instances,
             max_queue_delay_us=args.max_queue_delay_us,
             include=args.include,
         )
-        print(f"wrote {folder}")
+        print(
+            f"wrote {folder}" + (f" (versions {', '.join(m.version for m in versions)})" if len(versions) > 1 else "")
+        )
     return 0
 
 
@@ -96,26 +96,64 @@ def write_model(
     include: list[Path] | None = None,
 ) -> Path:
     """Write one model's folder into ``repository``; returns the folder."""
+    return write_versions(
+        [model], repository, instances=instances, max_queue_delay_us=max_queue_delay_us, include=include
+    )
+
+
+def write_versions(
+    models: list[Model],
+    repository: Path,
+    *,
+    instances: int = 1,
+    max_queue_delay_us: int | None = None,
+    include: list[Path] | None = None,
+) -> Path:
+    """Write the versions of one model into its folder of ``repository``, a numbered folder each.
+
+    Triton keeps one ``config.pbtxt`` for all the versions of a model: their tensors and batching
+    must agree. Each version's code travels in its own folder and ``config.pbtxt`` names each
+    one's target (``omi_target_<version>``). Returns the model's folder.
+    """
     repository = Path(repository)
-    source, target = _source_of(model)
-    message = triton_config.build_config(model, target, instances=instances, max_queue_delay_us=max_queue_delay_us)
-    folder = repository / model.name
+    models = sorted(models, key=lambda m: triton_config.integer_version(m))
+    built = []
+    for model in models:
+        source, target = _source_of(model)
+        message = triton_config.build_config(model, target, instances=instances, max_queue_delay_us=max_queue_delay_us)
+        built.append((model, source, target, message))
+    newest = built[-1][3]
+    for model, _, _, message in built[:-1]:
+        if not triton_config.same_contract(message, newest):
+            raise ConfigurationError(
+                f"model '{model.name}' version {model.version} declares other tensors or batching than version "
+                f"{built[-1][0].version}; Triton keeps one configuration per model: give it another name"
+            )
+    config = newest
+    if len(built) > 1:
+        del config.version_policy.specific.versions[:]
+        config.version_policy.specific.versions.extend(triton_config.integer_version(m) for m, *_ in built)
+        for model, _, target, _ in built:
+            config.parameters[triton_config.version_target(model.version)].string_value = target
+    name = models[0].name
+    folder = repository / name
     try:
         repository.mkdir(parents=True, exist_ok=True)
         _check_ours(folder)
-        staging = Path(tempfile.mkdtemp(prefix=f".{model.name}.", dir=repository))
+        staging = Path(tempfile.mkdtemp(prefix=f".{name}.", dir=repository))
         try:
             staging.chmod(0o755)  # mkdtemp makes it private; a repository is read by the server's user
-            (staging / "config.pbtxt").write_text(triton_config.to_text(message))
-            version = staging / model.version
-            version.mkdir()
-            (version / "model.py").write_text(SHIM)
-            code = version / CODE_DIR
-            code.mkdir()
-            if source is not None:
-                shutil.copy2(source, code / source.name)
-            for path in include or []:
-                copy_source(path, code / path.name)
+            (staging / "config.pbtxt").write_text(triton_config.to_text(config))
+            for model, source, _, _ in built:
+                version = staging / str(triton_config.integer_version(model))
+                version.mkdir()
+                (version / "model.py").write_text(SHIM)
+                code = version / CODE_DIR
+                code.mkdir()
+                if source is not None:
+                    shutil.copy2(source, code / source.name)
+                for path in include or []:
+                    copy_source(path, code / path.name)
             _swap(staging, folder)
         finally:
             if staging.exists():

@@ -20,7 +20,17 @@ from typing import Any
 from omi_adapters.contract import Model
 from omi_adapters.errors import ConfigurationError
 
-__all__ = ["TARGET_PARAMETER", "build_config", "model_config_pb2", "parse", "to_text", "triton_dims"]
+__all__ = [
+    "TARGET_PARAMETER",
+    "build_config",
+    "integer_version",
+    "model_config_pb2",
+    "parse",
+    "same_contract",
+    "to_text",
+    "triton_dims",
+    "version_target",
+]
 
 #: The ``ModelConfig.parameters`` key that tells the backend which model to serve; it also
 #: marks a model folder as written by ``omi build triton``.
@@ -67,7 +77,7 @@ def build_config(
             policy as ``omi serve``'s: the delay and the model's ``preferred_batch_sizes``.
     """
     pb = model_config_pb2()
-    version = _integer_version(model)
+    version = integer_version(model)
     config = pb.ModelConfig(name=model.name, backend="python", max_batch_size=model.max_batch_size)
     skip = 1 if model.max_batch_size > 0 else 0
     for spec in model.inputs:
@@ -118,7 +128,17 @@ def _set_dims(tensor: Any, dims: Sequence[int]) -> None:
         tensor.reshape.SetInParent()
 
 
-def _integer_version(model: Model) -> int:
+def version_target(version: str) -> str:
+    """The parameter naming one version's target when a model has several (``omi_target_2``)."""
+    return f"{TARGET_PARAMETER}_{version}"
+
+
+def same_contract(a: Any, b: Any) -> bool:
+    """Whether two ``ModelConfig`` messages declare the same tensors and batching."""
+    return bool(a.input == b.input and a.output == b.output and a.max_batch_size == b.max_batch_size)
+
+
+def integer_version(model: Model) -> int:
     # Triton's version folders are positive integers (model_repository.md).
     if not model.version.isdigit() or int(model.version) < 1:
         raise ConfigurationError(
