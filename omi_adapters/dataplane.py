@@ -59,7 +59,7 @@ __all__ = [
 SERVER_NAME = "omi-adapters"
 #: The names of the threads that run sync predict functions (and loads) start with this.
 PREDICT_THREAD_PREFIX = "omi-predict"
-#: Reported by server metadata: the Triton conventions this server follows (interfaces.md §2.11).
+#: Reported by server metadata: the Triton conventions this server follows (Triton's protocol extensions).
 EXTENSIONS = ("binary_tensor_data",)
 
 log = logging.getLogger("omi_adapters")
@@ -216,7 +216,7 @@ class DataPlane:
         return {"name": SERVER_NAME, "version": __version__, "extensions": list(EXTENSIONS)}
 
     def model_metadata(self, name: str, version: str | None = None) -> dict[str, Any]:
-        """``$metadata_model_response`` (interfaces.md §2.3)."""
+        """``$metadata_model_response`` (the OIP's model metadata)."""
         model = self.get(name, version)
         return {
             "name": model.name,

@@ -1,10 +1,10 @@
-"""The Open Inference Protocol over gRPC: ``inference.GRPCInferenceService`` (interfaces.md §2.8, §2.9).
+"""The Open Inference Protocol over gRPC: ``inference.GRPCInferenceService`` (the OIP's gRPC protocol, with Triton's additions).
 
 A ``grpc.aio`` servicer that translates protobuf messages to the transport-neutral request and
 response types and calls the shared :class:`DataPlane`. Raw contents (``raw_input_contents``)
 are decoded with ``np.frombuffer``, without copying; typed contents through
 :mod:`omi_adapters.codecs.typed_contents`. Replies use raw contents unless the request sent
-typed contents and every output has a typed field (FP16/BF16 never do, §0.4).
+typed contents and every output has a typed field (FP16/BF16 never do: the OIP's gRPC protocol has no field for them).
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
+from omi_adapters.codecs.message_size import infer_message_bytes
 from omi_adapters.codecs.tensors import check_shape, from_raw, to_raw
 from omi_adapters.codecs.typed_contents import CONTENTS_FIELD, from_typed, to_typed
 from omi_adapters.dataplane import DataPlane
@@ -208,7 +209,7 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
 
     async def ModelInfer(self, request: pb.ModelInferRequest, context: Context) -> pb.ModelInferResponse:
         began = time.perf_counter()
-        size = request.ByteSize()
+        size = infer_message_bytes(request)
         model = None
         try:
             model = self.dataplane.get(request.model_name, request.model_version or None)  # NOT_FOUND first
@@ -221,7 +222,7 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
             log.exception("unexpected error in ModelInfer")
             await context.abort(grpc.StatusCode.INTERNAL, f"internal server error ({type(exc).__name__})")
         else:
-            self._observe(model, None, began, size, reply.ByteSize(), request, context, "ModelInfer")
+            self._observe(model, None, began, size, infer_message_bytes(reply), request, context, "ModelInfer")
             return reply
         raise AssertionError("unreachable")
 
@@ -248,11 +249,11 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
     async def ModelStreamInfer(
         self, requests: AsyncIterator[pb.ModelInferRequest], context: Context
     ) -> AsyncIterator[pb.ModelStreamInferResponse]:
-        # Triton's stream (§2.9): one reply per request, in order; a failed request is reported
+        # Triton's stream (its gRPC ``ModelStreamInfer``): one reply per request, in order; a failed request is reported
         # in error_message and the stream goes on.
         async for request in requests:
             began = time.perf_counter()
-            size = request.ByteSize()
+            size = infer_message_bytes(request)
             model = None
             try:
                 model = self.dataplane.get(request.model_name, request.model_version or None)
@@ -265,7 +266,9 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
                 log.exception("unexpected error in ModelStreamInfer")
                 yield pb.ModelStreamInferResponse(error_message=f"internal server error ({type(exc).__name__})")
             else:
-                self._observe(model, None, began, size, reply.ByteSize(), request, context, "ModelStreamInfer")
+                self._observe(
+                    model, None, began, size, infer_message_bytes(reply), request, context, "ModelStreamInfer"
+                )
                 yield pb.ModelStreamInferResponse(infer_response=reply)
 
     async def _infer(

@@ -1,7 +1,7 @@
-"""The Open Model Interface front end: the ``ModzyModel`` gRPC service (interfaces.md §1).
+"""The Open Model Interface front end: the ``ModzyModel`` gRPC service (OMI's ``model.proto``).
 
 ``omi serve`` makes a ``grpc.aio`` server on the OMI port and calls :func:`add_to_server`.
-What this server does where the two reference servers fall short (§1.4):
+What this server does where the two reference servers fall short (chassis and Modzy's OMI examples):
 
 - a ``Run`` before any ``Status`` loads the model instead of hanging or failing every item;
 - an exception inside predict fails its item with the reason, never silently;
@@ -12,7 +12,7 @@ What this server does where the two reference servers fall short (§1.4):
   front end gives it (the model's ``run`` timeout, the server's, the client's).
 
 Both reference servers always answer gRPC OK and report errors in ``status_code`` and per-item
-``success`` (§1.7); so does this one.
+``success``; so does this one.
 """
 
 from __future__ import annotations
@@ -31,6 +31,7 @@ try:
 except ModuleNotFoundError as exc:  # pragma: no cover - depends on the installation
     raise ImportError(f"the OMI front end needs gRPC ({exc.name}): pip install 'omi-adapters[grpc]'") from exc
 
+from omi_adapters.codecs.message_size import omi_run_bytes
 from omi_adapters.codecs.omi_files import ERROR_FILE, FileCodec
 from omi_adapters.contract import Model
 from omi_adapters.dataplane import DataPlane, in_thread
@@ -50,7 +51,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("omi_adapters.omi")
 
 #: The one error table of this protocol: ErrorCode -> (status_code, status) of a reply that
-#: fails as a whole. OMI defines only 200 and 500 for Status (§1.4); a model that cannot load
+#: fails as a whole. OMI defines only 200 and 500 for Status; a model that cannot load
 #: (UNAVAILABLE) is therefore 500, the others keep their HTTP meaning.
 STATUS_OF: dict[ErrorCode, tuple[int, str]] = {
     ErrorCode.INVALID_ARGUMENT: (400, "Bad Request"),
@@ -63,7 +64,7 @@ STATUS_OF: dict[ErrorCode, tuple[int, str]] = {
     ErrorCode.DEADLINE_EXCEEDED: (504, "Gateway Timeout"),
 }
 
-#: RunRequest flags, and the features field that declares the model supports each (§1.3).
+#: RunRequest flags, and the features field that declares the model supports each (``ModelFeatures``).
 #: A model receives a flag through an input of that name with datatype BOOL, if it declares one.
 FLAG_INPUTS = {"detect_drift": "drift_format", "explain": "explanation_format"}
 
@@ -135,7 +136,7 @@ class ModzyModelServicer(pb_grpc.ModzyModelServicer):
         codes: list[ErrorCode | None] = [None] * len(request.inputs)
         notes = self._flag_notes(request)
         try:
-            ticket = self._dataplane.admit(request.ByteSize())
+            ticket = self._dataplane.admit(omi_run_bytes(request))
         except OmiError as exc:
             reply = _run_response([_failure(str(exc))] * len(results), notes)
             codes = [exc.code] * len(results)
@@ -149,7 +150,7 @@ class ModzyModelServicer(pb_grpc.ModzyModelServicer):
             failed = sum(not o.success for o in reply.outputs)
             status = f"{reply.status_code} ({failed} of {len(reply.outputs)} items failed)" if failed else "200"
             access("omi", "Run", self._model.name, self._model.version, status, seconds,
-                   request.ByteSize(), reply.ByteSize(), None, context.peer())  # fmt: skip
+                   omi_run_bytes(request), omi_run_bytes(reply), None, context.peer())  # fmt: skip
         return reply
 
     def _observe(
@@ -187,7 +188,7 @@ class ModzyModelServicer(pb_grpc.ModzyModelServicer):
             items = self._decode(request, results, codes)
         # A batching model gets the items together, and its batcher merges them; any other runs
         # them one after another, so that each item's run timeout bounds its own predict call
-        # (§1.4, "per-item inference deadline"), not its wait behind this Run's others.
+        # (OMI's per-item inference deadline), not its wait behind this Run's others.
         responses = await self._dataplane.run_items(self._model, [self._request(a) for _, a in items], timeout=timeout)
         for (index, _), response in zip(items, responses):
             results[index] = self._item(index, response, codes)
@@ -257,7 +258,7 @@ class ModzyModelServicer(pb_grpc.ModzyModelServicer):
     async def Shutdown(self, request: pb.ShutdownRequest, context: Context) -> pb.ShutdownResponse:
         if not self._shutting_down:
             self._shutting_down = True
-            # Reply first: stop only once this reply has gone out (§1.4; chassis kills itself twice).
+            # Reply first: stop only once this reply has gone out (chassis kills itself twice).
             context.add_done_callback(self._stop)  # type: ignore[arg-type] # types-grpcio wants a class
         return pb.ShutdownResponse(status_code=200, status="OK", message="Model Shutdown Successfully.")
 
@@ -274,14 +275,14 @@ def _failure(message: str) -> pb.OutputItem:
 
 
 def _run_response(results: list[pb.OutputItem | None], notes: list[str]) -> pb.RunResponse:
-    # Per-item failures leave the call itself 200 "OK" (§1.4, "Per-item failure").
+    # Per-item failures leave the call itself 200 "OK" (as chassis answers a failed item).
     message = " ".join(["Inference executed.", *(f"Note: {n}." for n in notes)]) if notes else "Inference executed"
     outputs = [r if r is not None else _failure("internal error: no result") for r in results]
     return pb.RunResponse(status_code=200, status="OK", message=message, outputs=outputs)
 
 
 def _metadata(model: Model, codec: FileCodec) -> pb.StatusResponse:
-    """Fields 4-10 of every Status reply, built once from the decorator's data (§1.3)."""
+    """Fields 4-10 of every Status reply, built once from the decorator's data (OMI's ``StatusResponse``)."""
     meta = model.metadata
     return pb.StatusResponse(
         model_info=pb.ModelInfo(
@@ -324,7 +325,7 @@ def add_to_server(
 ) -> Health:
     """Serve a model of ``dataplane`` as ``ModzyModel`` on ``server``, with health and reflection.
 
-    Health is as chassis serves it (§1.2): "" is SERVING while the server is up; ``ModzyModel``
+    Health is as chassis serves it: "" is SERVING while the server is up; ``ModzyModel``
     is SERVING once the model is loaded. Returns the health service: call its ``stop_watches()``
     before stopping the server.
 

@@ -1,4 +1,4 @@
-"""The Open Inference Protocol over REST (interfaces.md §2.2-§2.6).
+"""The Open Inference Protocol over REST (the OIP's REST protocol, with Triton's binary tensor data extension).
 
 :func:`build_app` returns one ASGI application. Inference and health, the routes that carry the
 traffic, are answered by a small ASGI callable that decodes with orjson and numpy and sends
@@ -41,7 +41,7 @@ Send = Callable[[Message], Awaitable[None]]
 
 log = logging.getLogger("omi_adapters.rest")
 
-#: The one table from the error tree to HTTP (§2.5, as KServe maps them).
+#: The one table from the error tree to HTTP (the OIP's status codes, as KServe maps them).
 HTTP_STATUS: dict[ErrorCode, int] = {
     ErrorCode.INVALID_ARGUMENT: 400,
     ErrorCode.UNAUTHENTICATED: 401,
@@ -125,7 +125,7 @@ class _Endpoints:
 
 
 def _decode(model: Any, header: bytes | None, body: bytes) -> InferenceRequest:
-    """Parse an infer body whatever its content type: JSON, or binary when the header says so (§2.6)."""
+    """Parse an infer body whatever its content type: JSON, or binary when the header says so (binary tensor data extension)."""
     if header is None:
         return oip_json.decode_request(body)
     length = binary.parse_header_length(header, len(body))

@@ -1,4 +1,4 @@
-"""Pydantic models that document the OIP REST bodies (interfaces.md §2.3) in OpenAPI and /docs.
+"""Pydantic models that document the OIP REST bodies (the OIP REST protocol's JSON objects) in OpenAPI and /docs.
 
 They describe the wire format only: the inference hot path never builds them (tensor data is
 decoded by :mod:`omi_adapters.codecs` with orjson and numpy).
@@ -17,7 +17,7 @@ _DATATYPES = ", ".join(DATATYPES)
 
 
 class ErrorResponse(BaseModel):
-    """Every failure: an HTTP 4xx/5xx status with this body (§2.5)."""
+    """Every failure: an HTTP 4xx/5xx status with this body (the OIP's error response)."""
 
     error: str = Field(description="What went wrong, naming the model, tensor or field at fault.")
 
@@ -108,7 +108,7 @@ class RequestInput(BaseModel):
     shape: list[int]
     datatype: str = Field(description=f"One of {_DATATYPES}.")
     parameters: dict[str, Parameter] | None = Field(
-        default=None, description="`binary_data_size` when the tensor's bytes follow the JSON header (§2.6)."
+        default=None, description="`binary_data_size` when the tensor's bytes follow the JSON header (binary data)."
     )
     data: Any = Field(
         default=None, description="Row-major values, flat or nested; BYTES as UTF-8 strings. Absent with binary data."
@@ -120,7 +120,8 @@ class RequestOutput(BaseModel):
 
     name: str
     parameters: dict[str, Parameter] | None = Field(
-        default=None, description="`binary_data: true` asks for this output as binary data (§2.6)."
+        default=None,
+        description="`binary_data: true` asks for this output as binary data (binary tensor data extension).",
     )
 
 
