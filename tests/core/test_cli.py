@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import textwrap
@@ -13,10 +14,11 @@ import pytest
 from tests.conftest import EXAMPLES, ROOT
 
 
-def omi(*args: str) -> subprocess.CompletedProcess[str]:
+def omi(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "omi_adapters.cli", *args], check=False, capture_output=True, text=True, cwd=ROOT
-    )
+        [sys.executable, "-m", "omi_adapters.cli", *args],
+        check=False, capture_output=True, text=True, cwd=ROOT, env={**os.environ, **(env or {})},
+    )  # fmt: skip
 
 
 def test_inspect_examples() -> None:
@@ -119,3 +121,32 @@ def test_version() -> None:
 
     result = omi("--version")
     assert result.returncode == 0 and result.stdout.strip() == f"omi-adapters {__version__}"
+
+
+@pytest.mark.parametrize("command", [["inspect"], ["predict"], ["serve"], ["build"], ["build", "triton"]])
+def test_every_command_shows_an_example(command: list[str]) -> None:
+    result = omi(*command, "--help")
+    assert result.returncode == 0 and "example" in result.stdout, result.stdout
+
+
+def test_a_flag_from_another_server_gets_the_one_meant() -> None:
+    result = omi("serve", "examples/adder.py", "--port", "9000")
+    assert result.returncode == 2
+    assert "--port: did you mean --http-port?" in result.stderr
+    assert "--max-qeue: did you mean --max-queue?" in omi("serve", "examples/adder.py", "--max-qeue", "3").stderr
+
+
+def test_serve_flags_take_defaults_from_omi_variables_and_the_flag_wins() -> None:
+    import argparse
+
+    from omi_adapters.cli import _defaults_from_env
+    from omi_adapters.server import add_arguments, options_from_args
+
+    parser = argparse.ArgumentParser()
+    add_arguments(parser)
+    _defaults_from_env(parser, {"OMI_MAX_QUEUE": "7", "OMI_HTTP_PORT": "9100", "OMI_ACCESS_LOG": "true"})
+    options = options_from_args(parser.parse_args([]))
+    assert (options.limits.max_queue, options.http_port) == (7, 9100)
+    assert options_from_args(parser.parse_args(["--max-queue", "3"])).limits.max_queue == 3
+    bad = omi("serve", "examples/adder.py", env={"OMI_MAX_QUEUE": "lots"})
+    assert bad.returncode == 2 and "$OMI_MAX_QUEUE: invalid literal" in bad.stderr
