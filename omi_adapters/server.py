@@ -24,6 +24,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from omi_adapters.access import AccessGate, access_summary, check_origins, load_tls, load_token
@@ -162,6 +163,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--protocols", type=_protocols, default=PROTOCOLS, help="which front ends to run (default: rest,grpc,omi)"
     )
 
+    net.add_argument(
+        "--reload",
+        action="store_true",
+        help="for development: restart the server when a Python file beside a model changes (default: off)",
+    )
     net.add_argument(
         "--workers",
         type=int,
@@ -406,7 +412,8 @@ def options_from_args(args: argparse.Namespace) -> ServeOptions:
 
 
 def supervise(argv: Sequence[str], args: argparse.Namespace) -> int | None:
-    """With ``--workers`` > 1, run the workers and return the exit code; None: serve in this process.
+    """With ``--workers`` > 1 or ``--reload``, run the workers and return the exit code; None: serve
+    in this process.
 
     Called before any model is loaded: the supervisor never loads one.
     """
@@ -415,7 +422,7 @@ def supervise(argv: Sequence[str], args: argparse.Namespace) -> int | None:
     options = options_from_args(args)
     if options.workers < 1:
         raise ConfigurationError(f"--workers must be at least 1, got {options.workers}")
-    if options.workers == 1 or os.environ.get(WORKER_ENV) is not None:
+    if (options.workers == 1 and not args.reload) or os.environ.get(WORKER_ENV) is not None:
         return None
     from omi_adapters import logs
 
@@ -431,7 +438,20 @@ def supervise(argv: Sequence[str], args: argparse.Namespace) -> int | None:
         graceful_timeout=options.graceful_timeout,
         metrics=options.metrics,
         metrics_port=options.metrics_port,
+        reload=_watched(args.targets) if args.reload else (),
     )
+
+
+def _watched(targets: Sequence[str]) -> list[str]:
+    """The folders ``--reload`` watches: each model file's, and the current one for module targets."""
+    folders = []
+    for target in targets:
+        location = target.partition(":")[0]
+        if location.endswith(".py") or "/" in location:
+            folders.append(str(Path(location).resolve().parent))
+        else:
+            folders.append(os.getcwd())
+    return list(dict.fromkeys(folders))
 
 
 def run(models: Sequence[Model], args: argparse.Namespace) -> int:

@@ -33,6 +33,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -107,6 +108,7 @@ def supervise(
     graceful_timeout: float,
     metrics: bool = False,
     metrics_port: int | None = None,
+    reload: Sequence[str] = (),
 ) -> int:
     """Run ``omi`` with ``argv`` in ``workers`` processes until told to stop; the exit code.
 
@@ -120,6 +122,9 @@ def supervise(
         metrics: the workers record metrics: they share a fresh ``$PROMETHEUS_MULTIPROC_DIR``
             (removed at the end), so that a scrape of any worker reports the totals of all.
         metrics_port: serve those totals at ``/metrics`` on this port, from the supervisor.
+        reload: for development: folders to watch; when a Python file in them changes, every
+            worker is replaced by one that imports the models anew (one that then fails to start
+            is reported, and the next change tries again).
     """
     from omi_adapters.server import bind_socket
 
@@ -151,6 +156,7 @@ def supervise(
     previous = {sig: signal.signal(sig, stop) for sig in (signal.SIGTERM, signal.SIGINT)}
     slots: dict[int, _Worker] = {}
     code = 0
+    watching = _watch(reload, write_fd) if reload else None
     try:
         buffer = b""
         pending = list(range(workers))  # slots to start, one at a time
@@ -167,6 +173,11 @@ def supervise(
                     if line == b"stop":
                         log.info("OMI Shutdown: stopping every worker")
                         stopping = True
+                    elif line == b"reload" and not stopping:
+                        log.info("a model file changed: restarting the server")
+                        _stop_all(list(slots.values()), graceful_timeout)
+                        slots.clear()
+                        pending = list(range(workers))
                     elif line.startswith(b"ready "):
                         worker = slots.get(int(line.split()[1]))
                         if worker is not None:
@@ -177,6 +188,11 @@ def supervise(
             for index, worker in list(slots.items()):
                 status = worker.process.poll()
                 if status is None:
+                    continue
+                if not worker.ready and reload:
+                    log.error("worker %d %s before it served; waiting for a change to the model files", index,
+                              _describe(status))  # fmt: skip
+                    del slots[index]
                     continue
                 if not worker.ready:
                     log.error("worker %d %s before it served; stopping", index, _describe(status))
@@ -192,6 +208,8 @@ def supervise(
             if stopping:
                 break
     finally:
+        if watching is not None:
+            watching.set()
         _stop_all(list(slots.values()), graceful_timeout)
         for worker in slots.values():
             _mark_dead(worker.process.pid, metrics_dir)
@@ -208,6 +226,20 @@ def supervise(
             shutil.rmtree(metrics_dir[0], ignore_errors=True)
     log.info("stopped")
     return code
+
+
+def _watch(folders: Sequence[str], pipe_fd: int) -> threading.Event:
+    """Watch ``folders`` for changed Python files in a thread; each change writes ``reload`` to the pipe."""
+    from watchfiles import PythonFilter, watch
+
+    stop = threading.Event()
+
+    def run() -> None:
+        for _ in watch(*folders, watch_filter=PythonFilter(), stop_event=stop, debounce=300):
+            os.write(pipe_fd, b"reload\n")
+
+    threading.Thread(target=run, name="omi-reload", daemon=True).start()
+    return stop
 
 
 def _metrics_dir() -> tuple[str, bool] | None:
