@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-__all__ = ["NOT_SERVING", "SERVING", "Health"]
+__all__ = ["NOT_SERVING", "SERVING", "Health", "register"]
 
 SERVING = health_pb2.HealthCheckResponse.SERVING
 NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING
@@ -61,3 +61,15 @@ class Health(health_pb2_grpc.HealthServicer):
         """The server is stopping: tell every watcher NOT_SERVING and end its stream, so that no
         watch holds the server's graceful stop open until its deadline."""
         self._stopping.set()
+
+
+def register(server: grpc.aio.Server, service: str, statuses: Callable[[str], Any]) -> Health:
+    """Serve health checking (statuses from ``statuses``) and server reflection of ``service``,
+    the health service and reflection itself on ``server``; returns the health service."""
+    from grpc_reflection.v1alpha import reflection
+
+    health = Health(statuses)
+    health_pb2_grpc.add_HealthServicer_to_server(health, server)
+    names = (service, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name, reflection.SERVICE_NAME)
+    reflection.enable_server_reflection(names, server)
+    return health

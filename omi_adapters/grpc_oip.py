@@ -15,15 +15,13 @@ from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, Any
 
 import grpc
-from grpc_health.v1 import health_pb2, health_pb2_grpc
-from grpc_reflection.v1alpha import reflection
 
 from omi_adapters.codecs.message_size import infer_message_bytes
 from omi_adapters.codecs.tensors import check_shape, from_raw, to_raw
 from omi_adapters.codecs.typed_contents import CONTENTS_FIELD, from_typed, to_typed
 from omi_adapters.dataplane import DataPlane
 from omi_adapters.errors import ErrorCode, InvalidInputError, OmiError
-from omi_adapters.grpc_health import NOT_SERVING, SERVING, Health
+from omi_adapters.grpc_health import NOT_SERVING, SERVING, Health, register
 from omi_adapters.protos import open_inference_grpc_pb2 as pb
 from omi_adapters.protos import open_inference_grpc_pb2_grpc as pb_grpc
 from omi_adapters.types import DATATYPES, InferenceRequest, InferenceResponse, InputTensor, Parameters, RequestedOutput
@@ -299,8 +297,4 @@ def add_to_server(server: grpc.aio.Server, dataplane: DataPlane) -> Health:
             return None
         return SERVING if dataplane.ready() else NOT_SERVING
 
-    health = Health(statuses)
-    health_pb2_grpc.add_HealthServicer_to_server(health, server)
-    names = (SERVICE_NAME, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name, reflection.SERVICE_NAME)
-    reflection.enable_server_reflection(names, server)
-    return health
+    return register(server, SERVICE_NAME, statuses)

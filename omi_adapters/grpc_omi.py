@@ -26,8 +26,6 @@ import numpy as np
 
 try:
     import grpc
-    from grpc_health.v1 import health_pb2, health_pb2_grpc
-    from grpc_reflection.v1alpha import reflection
 except ModuleNotFoundError as exc:  # pragma: no cover - depends on the installation
     raise ImportError(f"the OMI front end needs gRPC ({exc.name}): pip install 'omi-adapters[grpc]'") from exc
 
@@ -36,7 +34,7 @@ from omi_adapters.codecs.omi_files import ERROR_FILE, FileCodec
 from omi_adapters.contract import Model
 from omi_adapters.dataplane import DataPlane, in_thread
 from omi_adapters.errors import ErrorCode, ModelNotReadyError, OmiError
-from omi_adapters.grpc_health import NOT_SERVING, SERVING, Health
+from omi_adapters.grpc_health import NOT_SERVING, SERVING, Health, register
 from omi_adapters.metadata import parse_duration
 from omi_adapters.protos import modzy_model_pb2 as pb
 from omi_adapters.protos import modzy_model_pb2_grpc as pb_grpc
@@ -352,9 +350,4 @@ def add_to_server(
             return SERVING if target.ready else NOT_SERVING
         return None
 
-    health = Health(statuses)
-    health_pb2_grpc.add_HealthServicer_to_server(health, server)
-    reflection.enable_server_reflection(
-        (SERVICE_NAME, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name, reflection.SERVICE_NAME), server
-    )
-    return health
+    return register(server, SERVICE_NAME, statuses)
