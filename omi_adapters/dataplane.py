@@ -226,16 +226,6 @@ class DataPlane:
             "outputs": [t.to_dict() for t in model.outputs],
         }
 
-    def model_index(self) -> list[dict[str, Any]]:
-        """Every model with its version and state, as a repository index lists them."""
-        index = []
-        for model in self.models:
-            entry: dict[str, Any] = {"name": model.name, "version": model.version, "state": model.state.value}
-            if model.load_error is not None:
-                entry["reason"] = str(model.load_error)
-            index.append(entry)
-        return index
-
     def admit(self, nbytes: int = 0) -> Ticket:
         """Admit one request holding ``nbytes`` into the server-wide in-flight bounds.
 
