@@ -1,10 +1,9 @@
-"""The Open Inference Protocol over gRPC: ``inference.GRPCInferenceService`` (the OIP's gRPC protocol, with Triton's additions).
+"""The Open Inference Protocol over gRPC: ``inference.GRPCInferenceService``.
 
-A ``grpc.aio`` servicer that translates protobuf messages to the transport-neutral request and
-response types and calls the shared :class:`DataPlane`. Raw contents (``raw_input_contents``)
-are decoded with ``np.frombuffer``, without copying; typed contents through
-:mod:`omi_adapters.codecs.typed_contents`. Replies use raw contents unless the request sent
-typed contents and every output has a typed field (FP16/BF16 never do: the OIP's gRPC protocol has no field for them).
+The OIP's gRPC protocol, with Triton's additions (``ModelStreamInfer``, ``ModelStatistics``).
+
+A ``grpc.aio`` servicer that only delegates: messages become transport-neutral requests and
+back through :mod:`omi_adapters.codecs.oip_grpc`, and the shared :class:`DataPlane` runs them.
 """
 
 from __future__ import annotations
@@ -17,16 +16,14 @@ from typing import TYPE_CHECKING, Any
 import grpc
 
 from omi_adapters.codecs.message_size import infer_message_bytes
-from omi_adapters.codecs.tensors import check_shape, from_raw, to_raw
-from omi_adapters.codecs.typed_contents import CONTENTS_FIELD, from_typed, to_typed
+from omi_adapters.codecs.oip_grpc import decode_request, encode_response
 from omi_adapters.dataplane import DataPlane
-from omi_adapters.errors import ErrorCode, InvalidInputError, OmiError
+from omi_adapters.errors import ErrorCode, OmiError
 from omi_adapters.grpc_health import NOT_SERVING, SERVING, Health, register
 from omi_adapters.protos import open_inference_grpc_pb2 as pb
 from omi_adapters.protos import open_inference_grpc_pb2_grpc as pb_grpc
-from omi_adapters.types import DATATYPES, InferenceRequest, InferenceResponse, InputTensor, Parameters, RequestedOutput
 
-__all__ = ["GRPC_STATUS", "SERVICE_NAME", "InferenceServicer", "add_to_server"]
+__all__ = ["GRPC_STATUS", "SERVICE_NAME", "InferenceServicer", "add_to_server", "decode_request", "encode_response"]
 
 SERVICE_NAME = pb.DESCRIPTOR.services_by_name["GRPCInferenceService"].full_name
 
@@ -48,92 +45,6 @@ GRPC_STATUS: dict[ErrorCode, grpc.StatusCode] = {
 }
 #: The outcome labels of gRPC requests (metrics): the status code's name.
 _CODE_NAME = {code: status.name for code, status in GRPC_STATUS.items()}
-
-
-# --- protobuf <-> transport-neutral types -------------------------------------------------------
-
-
-def _parameters(params: Any) -> Parameters:
-    out: Parameters = {}
-    for key, value in params.items():
-        choice = value.WhichOneof("parameter_choice")
-        if choice is not None:
-            out[key] = getattr(value, choice)
-    return out
-
-
-def _set_parameters(target: Any, params: Parameters) -> None:
-    for key, value in params.items():
-        slot = target[key]
-        if isinstance(value, bool):
-            slot.bool_param = value
-        elif isinstance(value, int):
-            if value < 0 or value < 2**63:
-                slot.int64_param = value
-            else:
-                slot.uint64_param = value
-        elif isinstance(value, float):
-            slot.double_param = value
-        else:
-            slot.string_param = str(value)
-
-
-def decode_request(message: pb.ModelInferRequest) -> InferenceRequest:
-    """A ``ModelInferRequest`` as an :class:`InferenceRequest`, checking every field."""
-    raw = message.raw_input_contents
-    if raw and len(raw) != len(message.inputs):
-        raise InvalidInputError(
-            f"raw_input_contents has {len(raw)} entries for {len(message.inputs)} inputs; it needs one per input"
-        )
-    inputs = []
-    for index, tensor in enumerate(message.inputs):
-        if not tensor.name:
-            raise InvalidInputError(f"inputs[{index}]: 'name' must not be empty")
-        where = f"input '{tensor.name}'"
-        if tensor.datatype not in DATATYPES:
-            raise InvalidInputError(
-                f"{where}: unknown datatype {tensor.datatype!r}; expected one of {', '.join(DATATYPES)}"
-            )
-        shape = check_shape(list(tensor.shape), where)
-        if raw:
-            if tensor.HasField("contents"):
-                raise InvalidInputError(f"{where}: has both contents and raw_input_contents; send one of them")
-            data = from_raw(tensor.datatype, memoryview(raw[index]), shape, where)
-        else:
-            field = CONTENTS_FIELD.get(tensor.datatype)
-            values = getattr(tensor.contents, field) if field else ()
-            data = from_typed(tensor.datatype, values, shape, where)
-        inputs.append(
-            InputTensor(
-                name=tensor.name,
-                datatype=tensor.datatype,
-                shape=shape,
-                data=data,
-                parameters=_parameters(tensor.parameters),
-            )
-        )
-    outputs = [RequestedOutput(o.name, _parameters(o.parameters)) for o in message.outputs] or None
-    return InferenceRequest(
-        inputs=inputs, id=message.id or None, parameters=_parameters(message.parameters), outputs=outputs
-    )
-
-
-def encode_response(response: InferenceResponse, *, typed: bool) -> pb.ModelInferResponse:
-    """An :class:`InferenceResponse` as a ``ModelInferResponse`` (raw contents unless ``typed``)."""
-    typed = typed and all(o.datatype in CONTENTS_FIELD for o in response.outputs)
-    message = pb.ModelInferResponse(
-        model_name=response.model_name, model_version=response.model_version or "", id=response.id or ""
-    )
-    _set_parameters(message.parameters, response.parameters)
-    for output in response.outputs:
-        tensor = message.outputs.add(name=output.name, datatype=output.datatype, shape=output.shape)
-        _set_parameters(tensor.parameters, output.parameters)
-        if typed:
-            field, values = to_typed(output.datatype, output.data)
-            getattr(tensor.contents, field).extend(values)
-        else:
-            message.raw_output_contents.append(bytes(to_raw(output.datatype, output.data)))
-    return message
 
 
 # --- the service ---------------------------------------------------------------------------------

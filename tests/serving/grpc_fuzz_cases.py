@@ -15,9 +15,9 @@ import pytest
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
+from omi_adapters.codecs.oip_grpc import decode_request, encode_response
 from omi_adapters.codecs.typed_contents import CONTENTS_FIELD
 from omi_adapters.errors import OmiError
-from omi_adapters.grpc_oip import decode_request, encode_response
 from omi_adapters.protos import open_inference_grpc_pb2 as pb
 from omi_adapters.types import DATATYPES, WIRE_DTYPES
 from tests.serving.fuzz_models import PLANE, TARGETS

@@ -1,0 +1,105 @@
+"""OIP gRPC messages <-> :class:`InferenceRequest` / :class:`InferenceResponse` (the OIP's gRPC
+protocol, ``grpc_predict_v2.proto``), beside REST's :mod:`omi_adapters.codecs.oip_json`.
+
+Raw contents (``raw_input_contents``) are decoded with ``np.frombuffer``, without copying; typed
+contents through :mod:`omi_adapters.codecs.typed_contents`. Replies use raw contents unless the
+request sent typed contents and every output has a typed field (FP16/BF16 never do: the OIP's
+gRPC protocol has no field for them). Pure functions of protobuf messages: no server here.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from omi_adapters.codecs.tensors import check_shape, from_raw, to_raw
+from omi_adapters.codecs.typed_contents import CONTENTS_FIELD, from_typed, to_typed
+from omi_adapters.errors import InvalidInputError
+from omi_adapters.protos import open_inference_grpc_pb2 as pb
+from omi_adapters.types import DATATYPES, InferenceRequest, InferenceResponse, InputTensor, Parameters, RequestedOutput
+
+__all__ = ["decode_request", "encode_response", "parameters_of", "set_parameters"]
+
+
+def parameters_of(params: Any) -> Parameters:
+    """A protobuf ``map<string, InferParameter>`` as plain parameters."""
+    out: Parameters = {}
+    for key, value in params.items():
+        choice = value.WhichOneof("parameter_choice")
+        if choice is not None:
+            out[key] = getattr(value, choice)
+    return out
+
+
+def set_parameters(target: Any, params: Parameters) -> None:
+    """Fill a protobuf ``map<string, InferParameter>`` from plain parameters."""
+    for key, value in params.items():
+        slot = target[key]
+        if isinstance(value, bool):
+            slot.bool_param = value
+        elif isinstance(value, int):
+            if value < 0 or value < 2**63:
+                slot.int64_param = value
+            else:
+                slot.uint64_param = value
+        elif isinstance(value, float):
+            slot.double_param = value
+        else:
+            slot.string_param = str(value)
+
+
+def decode_request(message: pb.ModelInferRequest) -> InferenceRequest:
+    """A ``ModelInferRequest`` as an :class:`InferenceRequest`, checking every field."""
+    raw = message.raw_input_contents
+    if raw and len(raw) != len(message.inputs):
+        raise InvalidInputError(
+            f"raw_input_contents has {len(raw)} entries for {len(message.inputs)} inputs; it needs one per input"
+        )
+    inputs = []
+    for index, tensor in enumerate(message.inputs):
+        if not tensor.name:
+            raise InvalidInputError(f"inputs[{index}]: 'name' must not be empty")
+        where = f"input '{tensor.name}'"
+        if tensor.datatype not in DATATYPES:
+            raise InvalidInputError(
+                f"{where}: unknown datatype {tensor.datatype!r}; expected one of {', '.join(DATATYPES)}"
+            )
+        shape = check_shape(list(tensor.shape), where)
+        if raw:
+            if tensor.HasField("contents"):
+                raise InvalidInputError(f"{where}: has both contents and raw_input_contents; send one of them")
+            data = from_raw(tensor.datatype, memoryview(raw[index]), shape, where)
+        else:
+            field = CONTENTS_FIELD.get(tensor.datatype)
+            values = getattr(tensor.contents, field) if field else ()
+            data = from_typed(tensor.datatype, values, shape, where)
+        inputs.append(
+            InputTensor(
+                name=tensor.name,
+                datatype=tensor.datatype,
+                shape=shape,
+                data=data,
+                parameters=parameters_of(tensor.parameters),
+            )
+        )
+    outputs = [RequestedOutput(o.name, parameters_of(o.parameters)) for o in message.outputs] or None
+    return InferenceRequest(
+        inputs=inputs, id=message.id or None, parameters=parameters_of(message.parameters), outputs=outputs
+    )
+
+
+def encode_response(response: InferenceResponse, *, typed: bool) -> pb.ModelInferResponse:
+    """An :class:`InferenceResponse` as a ``ModelInferResponse`` (raw contents unless ``typed``)."""
+    typed = typed and all(o.datatype in CONTENTS_FIELD for o in response.outputs)
+    message = pb.ModelInferResponse(
+        model_name=response.model_name, model_version=response.model_version or "", id=response.id or ""
+    )
+    set_parameters(message.parameters, response.parameters)
+    for output in response.outputs:
+        tensor = message.outputs.add(name=output.name, datatype=output.datatype, shape=output.shape)
+        set_parameters(tensor.parameters, output.parameters)
+        if typed:
+            field, values = to_typed(output.datatype, output.data)
+            getattr(tensor.contents, field).extend(values)
+        else:
+            message.raw_output_contents.append(bytes(to_raw(output.datatype, output.data)))
+    return message
