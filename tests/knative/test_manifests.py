@@ -323,3 +323,17 @@ def test_workers_multiply_the_pods_memory_and_cpu_and_reach_the_serve_command(tm
     assert load(out / "service.yaml")["spec"]["template"]["spec"]["containerConcurrency"] == 10
     cmd = (out / "Containerfile").read_text()
     assert "--workers 2" in cmd and "--max-inflight-bytes 64000000" in cmd  # each worker's share of the memory
+
+
+def test_a_checkout_install_puts_its_own_wheel_in_the_image(tmp_path: Path) -> None:
+    # This project is installed from its checkout (make): the image cannot get this version from PyPI.
+    from omi_knative.build import local_wheel
+
+    from omi_adapters import __version__
+
+    out = build(tmp_path, str(ROOT / "examples" / "adder.py"))
+    wheels = sorted(p.name for p in (out / "wheels").iterdir())
+    assert wheels == [f"omi_adapters-{__version__}-py3-none-any.whl"]
+    assert local_wheel() is not None and local_wheel().name == wheels[0]
+    text = (out / "Containerfile").read_text()
+    assert "--find-links /opt/omi/wheels" in text and f"'omi-adapters[rest]=={__version__}'" in text

@@ -16,7 +16,13 @@ deployment is refused with every problem listed.
 from __future__ import annotations
 
 import argparse
+import functools
+import json
 import shutil
+import subprocess
+import sys
+import tempfile
+import urllib.parse
 from importlib import metadata as importlib_metadata
 from pathlib import Path
 from typing import Any
@@ -126,6 +132,15 @@ def build(models: list[Model], args: argparse.Namespace) -> int:
         env=tuple(env),
         workers=args.workers,
     )
+    if not args.wheel:
+        # Installed from a checkout, not an index: the image cannot pip install this version from
+        # PyPI, so it gets the checkout's own wheel.
+        local = local_wheel()
+        if local is not None:
+            print(
+                f"omi-adapters {_version()} is installed from a checkout: its wheel goes into the image ({local.name})"
+            )
+            args.wheel = [local]
     for path in [*args.wheel, *args.include]:
         if not path.exists():
             raise ConfigurationError(f"{path}: no such file or folder")
@@ -249,6 +264,33 @@ def _fill(folder: Path, paths: list[Path]) -> Path:
 def _dump(path: Path, manifest: dict[str, Any]) -> Path:
     path.write_text(yaml.safe_dump(manifest, sort_keys=False, default_flow_style=False))
     return path
+
+
+@functools.cache
+def local_wheel() -> Path | None:
+    """A wheel of omi-adapters built from the folder it is installed from, when that is a checkout."""
+    try:
+        text = importlib_metadata.distribution("omi-adapters").read_text("direct_url.json")
+    except importlib_metadata.PackageNotFoundError:
+        return None
+    url = json.loads(text).get("url", "") if text else ""
+    if not url.startswith("file://"):
+        return None
+    source = Path(urllib.parse.unquote(urllib.parse.urlparse(url).path))
+    if not (source / "pyproject.toml").is_file():
+        return None
+    folder = Path(tempfile.mkdtemp(prefix="omi-wheel-"))
+    done = subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w", str(folder), str(source)],
+        capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    wheels = sorted(folder.glob("omi_adapters-*.whl"))
+    if done.returncode != 0 or not wheels:
+        raise ConfigurationError(
+            f"cannot build the wheel of omi-adapters from {source} for the image (give one with --wheel): "
+            + (done.stderr.strip().splitlines() or ["pip wheel failed"])[-1]
+        )
+    return wheels[0]
 
 
 def _version() -> str:
