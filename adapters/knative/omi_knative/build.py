@@ -31,7 +31,7 @@ import yaml
 
 from omi_adapters.contract import Model
 from omi_adapters.errors import ConfigurationError
-from omi_adapters.targets import copy_source, model_source
+from omi_adapters.targets import BUILD_IGNORE, copy_source, model_source
 from omi_knative import validate
 from omi_knative.containerfile import DEFAULT_BASE, MARKER, ImageSpec, render
 from omi_knative.manifests import (
@@ -269,19 +269,20 @@ def _dump(path: Path, manifest: dict[str, Any]) -> Path:
 @functools.cache
 def local_wheel() -> Path | None:
     """A wheel of omi-adapters built from the folder it is installed from, when that is a checkout."""
-    try:
-        text = importlib_metadata.distribution("omi-adapters").read_text("direct_url.json")
-    except importlib_metadata.PackageNotFoundError:
+    source = _checkout()
+    if source is None:
         return None
-    url = json.loads(text).get("url", "") if text else ""
-    if not url.startswith("file://"):
-        return None
-    source = Path(urllib.parse.unquote(urllib.parse.urlparse(url).path))
-    if not (source / "pyproject.toml").is_file():
-        return None
+    # Built from a copy: setuptools writes build/ and *.egg-info into the folder it builds, and an
+    # egg-info in a checkout would then hide the installed metadata from Python run there.
     folder = Path(tempfile.mkdtemp(prefix="omi-wheel-"))
+    tree = folder / "src"
+    tree.mkdir()
+    for name in ("pyproject.toml", "README.md", "LICENSE"):
+        if (source / name).is_file():
+            shutil.copy2(source / name, tree / name)
+    shutil.copytree(source / "omi_adapters", tree / "omi_adapters", ignore=shutil.ignore_patterns(*BUILD_IGNORE))
     done = subprocess.run(
-        [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w", str(folder), str(source)],
+        [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w", str(folder), str(tree)],
         capture_output=True, text=True, check=False,
     )  # fmt: skip
     wheels = sorted(folder.glob("omi_adapters-*.whl"))
@@ -291,6 +292,20 @@ def local_wheel() -> Path | None:
             + (done.stderr.strip().splitlines() or ["pip wheel failed"])[-1]
         )
     return wheels[0]
+
+
+def _checkout() -> Path | None:
+    """The folder omi-adapters is installed from (pip's ``direct_url.json``), if it is a local one."""
+    for distribution in importlib_metadata.distributions():
+        if distribution.metadata["Name"] != "omi-adapters":
+            continue
+        text = distribution.read_text("direct_url.json")
+        url = json.loads(text).get("url", "") if text else ""
+        if url.startswith("file://"):
+            source = Path(urllib.parse.unquote(urllib.parse.urlparse(url).path))
+            if (source / "pyproject.toml").is_file() and (source / "omi_adapters").is_dir():
+                return source
+    return None
 
 
 def _version() -> str:
