@@ -262,7 +262,8 @@ class OipApp:
             if body is None:
                 return  # the client went away
             size = len(body)
-            model = self.dataplane.get(name, version)
+            if model is None:
+                model = self.dataplane.get(name, version)  # raises: no such model
             reply = await self.endpoints.infer_model(model, header, body, extensions.get(TIMEOUT), ids)
         except OmiError as exc:
             code = exc.code
