@@ -17,7 +17,7 @@ from omi_adapters import Tensor, model
     max_concurrency=1,  # one call at a time, as on one accelerator: requests queue and merge
 )
 def doubler(X: np.ndarray) -> dict[str, np.ndarray]:
-    time.sleep(0.5 if (X == 99).any() else 0.1)
+    time.sleep(2.0 if (X == 99).any() else 0.1)
     if (X < 0).any():
         raise ValueError("a row is negative")
     return {"Y": X * 2, "ROWS": np.full(len(X), len(X), dtype=np.int32)}
