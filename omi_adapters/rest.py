@@ -3,8 +3,9 @@
 :func:`build_app` returns one ASGI application. Inference and health, the routes that carry the
 traffic, are answered by a small ASGI callable that decodes with orjson and numpy and sends
 binary outputs as separate chunks; every other path (metadata, ``/docs``, ``/openapi.json``)
-goes to a FastAPI application, which also documents the hot routes. Both share one
-implementation of each endpoint, so the documented behaviour is the served one.
+goes to a FastAPI application (:mod:`omi_adapters.rest_api`), which also documents the hot
+routes. Both share one implementation of each endpoint, so the documented behaviour is the
+served one.
 """
 
 from __future__ import annotations
@@ -17,14 +18,7 @@ from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
 import orjson
-from fastapi import FastAPI, Request
-from fastapi.exceptions import RequestValidationError
-from fastapi.openapi.utils import get_openapi
-from fastapi.responses import Response
-from fastapi_offline import FastAPIOffline
-from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from omi_adapters import __version__, rest_docs
 from omi_adapters.codecs import binary, oip_json
 from omi_adapters.contract import Model
 from omi_adapters.dataplane import DataPlane, in_thread
@@ -183,7 +177,8 @@ class OipApp:
         self.dataplane = dataplane
         self.endpoints = _Endpoints(dataplane)
         self.max_body_bytes = max_body_bytes
-        self.fastapi = _fastapi_app(self.endpoints, self)
+        self._api: Any = None
+        self._api_building: asyncio.Future[Any] | None = None
         self.observer = dataplane.observer
         self.access_log = dataplane.access_log
         #: The text of ``GET /metrics`` when metrics are recorded (prometheus-client installed).
@@ -204,7 +199,24 @@ class OipApp:
             elif scope["path"] == "/metrics" and self.metrics is not None and scope["method"] in ("GET", "HEAD"):
                 await _send(send, self._scrape(), head=scope["method"] == "HEAD")
                 return
-        await self.fastapi(scope, receive, send)
+        api = self._api if self._api is not None else await self.prepare()
+        await api(scope, receive, send)
+
+    def api(self) -> Any:
+        """The FastAPI application (metadata, docs): built here, on the first call, if not yet."""
+        if self._api is None:
+            from omi_adapters.rest_api import build_api
+
+            self._api = build_api(self.endpoints, self)
+        return self._api
+
+    async def prepare(self) -> Any:
+        """Build the FastAPI application in a worker thread (once), so that the loop serves meanwhile."""
+        if self._api is not None:
+            return self._api
+        if self._api_building is None:
+            self._api_building = asyncio.ensure_future(in_thread(self.dataplane.executor, self.api))
+        return await asyncio.shield(self._api_building)
 
     def _health(self, kind: str, name: str | None, version: str | None) -> Reply:
         try:
@@ -339,178 +351,13 @@ async def _send(send: Send, reply: Reply, *, head: bool = False) -> int:
     return length
 
 
-def _response(reply: Reply) -> Response:
-    status, headers, chunks = reply
-    media = dict(headers).get(b"content-type", b"application/json").decode()
-    extra = {k.decode(): v.decode() for k, v in headers if k != b"content-type"}
-    return Response(b"".join(chunks), status_code=status, media_type=media, headers=extra)
+def build_app(dataplane: DataPlane, *, max_body_bytes: int = DEFAULT_MAX_BODY_BYTES, lazy: bool = False) -> OipApp:
+    """The OIP REST application for a started (or lazily started) :class:`DataPlane`.
 
-
-def _fastapi_app(endpoints: _Endpoints, app: OipApp) -> FastAPI:
-    # /docs and /redoc load Swagger UI and ReDoc from files installed with fastapi-offline, not
-    # from a CDN: the pages work on an air-gapped cluster.
-    api = FastAPIOffline(
-        static_url=DOCS_ASSETS,
-        title="omi-adapters: Open Inference Protocol",
-        version=__version__,
-        description="The Open Inference Protocol (KServe V2) REST API, with the binary tensor data extension.",
-    )
-    errors: dict[int | str, dict[str, Any]] = {
-        400: {"model": rest_docs.ErrorResponse, "description": "Invalid request"},
-        404: {"model": rest_docs.ErrorResponse, "description": "Unknown model or version"},
-        503: {"model": rest_docs.ErrorResponse, "description": "Not ready"},
-    }
-    infer_errors: dict[int | str, dict[str, Any]] = {
-        **errors,
-        413: {"model": rest_docs.ErrorResponse, "description": "Body too large"},
-        500: {"model": rest_docs.ErrorResponse, "description": "The model's predict raised"},
-        504: {"model": rest_docs.ErrorResponse, "description": "The request's deadline passed"},
-    }
-
-    @api.exception_handler(OmiError)
-    async def _omi_error(request: Request, exc: OmiError) -> Response:
-        return _response(_error(exc))
-
-    @api.exception_handler(RequestValidationError)
-    async def _invalid(request: Request, exc: RequestValidationError) -> Response:
-        first = exc.errors()[0] if exc.errors() else {}
-        where = ".".join(str(p) for p in first.get("loc", ()))
-        return _response(_error(InvalidInputError(f"invalid request: {where}: {first.get('msg', 'invalid')}")))
-
-    @api.exception_handler(StarletteHTTPException)
-    async def _http_error(request: Request, exc: StarletteHTTPException) -> Response:
-        detail = exc.detail if isinstance(exc.detail, str) else "request failed"
-        if exc.status_code == 404:
-            detail = f"no such endpoint: {request.method} {request.url.path}"
-        elif exc.status_code == 405:
-            detail = f"method {request.method} is not allowed on {request.url.path}"
-        return Response(orjson.dumps({"error": detail}), status_code=exc.status_code, media_type="application/json")
-
-    @api.get("/v2/health/live", response_model=rest_docs.LiveResponse, tags=["health"], summary="Server live")
-    async def live() -> Response:
-        return _response(endpoints.live())
-
-    @api.get(
-        "/v2/health/ready",
-        response_model=rest_docs.ReadyResponse,
-        responses={503: {"model": rest_docs.ReadyResponse, "description": "Not ready"}},
-        tags=["health"],
-        summary="Server ready",
-    )
-    async def ready() -> Response:
-        return _response(endpoints.ready())
-
-    @api.get("/v2", response_model=rest_docs.ServerMetadataResponse, tags=["metadata"], summary="Server metadata")
-    async def server_metadata() -> Any:
-        return endpoints.dataplane.server_metadata()
-
-    api.add_api_route("/v2/", server_metadata, methods=["GET"], include_in_schema=False)
-
-    @api.get("/v2/models", response_model=rest_docs.ModelListResponse, tags=["metadata"], summary="Model list")
-    async def model_list() -> Any:
-        return {"models": list(dict.fromkeys(m.name for m in endpoints.dataplane.models))}
-
-    async def statistics(model_name: str | None = None, model_version: str | None = None) -> Any:
-        observer = endpoints.dataplane.observer
-        if getattr(observer, "collect_registry", None) is None:
-            raise StarletteHTTPException(404, "statistics need the metrics (prometheus-client, omi serve --metrics)")
-        from omi_adapters.statistics import model_statistics
-
-        return {"model_stats": model_statistics(endpoints.dataplane, observer, model_name, model_version)}  # type: ignore[arg-type]
-
-    # Before the metadata routes: "/v2/models/stats" is not a model named "stats".
-    for path in (
-        "/v2/models/stats",
-        "/v2/models/{model_name}/stats",
-        "/v2/models/{model_name}/versions/{model_version}/stats",
-    ):
-        api.add_api_route(
-            path,
-            statistics,
-            methods=["GET"],
-            response_model=rest_docs.ModelStatisticsResponse,
-            responses=errors,
-            tags=["statistics"],
-            summary="Model statistics (Triton's statistics extension)",
-        )
-
-    async def model_metadata(model_name: str, model_version: str | None = None) -> Any:
-        return endpoints.dataplane.model_metadata(model_name, model_version)
-
-    async def model_ready(model_name: str, model_version: str | None = None) -> Response:
-        return _response(endpoints.model_ready(model_name, model_version))
-
-    async def infer(request: Request, model_name: str, model_version: str | None = None) -> Response:
-        # Reached only when the ASGI fast path did not take the request (it always does for POST);
-        # kept so that the documented route is a working one.
-        with endpoints.dataplane.admit(int(request.headers.get("content-length") or 0)):
-            body = await request.body()
-            header = request.headers.get(binary.HEADER)
-            reply = await endpoints.infer(model_name, model_version, header.encode() if header else None, body)
-        return _response(reply)
-
-    infer_body = {
-        "requestBody": {
-            "required": True,
-            "content": {
-                "application/json": {"schema": {"$ref": "#/components/schemas/InferenceRequest"}},
-                "application/octet-stream": {
-                    "schema": {
-                        "type": "string",
-                        "format": "binary",
-                        "description": "A JSON header of Inference-Header-Content-Length bytes, then the binary data.",
-                    }
-                },
-            },
-        }
-    }
-    for prefix in ("/v2/models/{model_name}", "/v2/models/{model_name}/versions/{model_version}"):
-        versioned = "versions" in prefix
-        suffix = " (version)" if versioned else ""
-        api.add_api_route(
-            prefix,
-            model_metadata,
-            methods=["GET"],
-            response_model=rest_docs.ModelMetadataResponse,
-            responses=errors,
-            tags=["metadata"],
-            summary="Model metadata" + suffix,
-        )
-        api.add_api_route(
-            prefix + "/ready",
-            model_ready,
-            methods=["GET"],
-            response_model=rest_docs.ModelReadyResponse,
-            responses=errors,
-            tags=["health"],
-            summary="Model ready" + suffix,
-        )
-        api.add_api_route(
-            prefix + "/infer",
-            infer,
-            methods=["POST"],
-            response_model=rest_docs.InferenceResponse,
-            responses=infer_errors,
-            tags=["inference"],
-            summary="Inference" + suffix,
-            openapi_extra=infer_body,
-        )
-
-    def openapi() -> dict[str, Any]:
-        if api.openapi_schema is None:
-            schema = get_openapi(title=api.title, version=api.version, description=api.description, routes=api.routes)
-            # The request body is documented, not parsed by FastAPI: add its schema by hand.
-            doc = rest_docs.InferenceRequest.model_json_schema(ref_template="#/components/schemas/{model}")
-            components = schema.setdefault("components", {}).setdefault("schemas", {})
-            components.update(doc.pop("$defs", {}))
-            components["InferenceRequest"] = doc
-            api.openapi_schema = schema
-        return api.openapi_schema
-
-    api.openapi = openapi  # type: ignore[method-assign]
-    return api
-
-
-def build_app(dataplane: DataPlane, *, max_body_bytes: int = DEFAULT_MAX_BODY_BYTES) -> OipApp:
-    """The OIP REST application for a started (or lazily started) :class:`DataPlane`."""
-    return OipApp(dataplane, max_body_bytes=max_body_bytes)
+    ``lazy``: the FastAPI half (metadata, docs) is built when first needed or by
+    :meth:`OipApp.prepare`, not now; inference and health are served without it.
+    """
+    app = OipApp(dataplane, max_body_bytes=max_body_bytes)
+    if not lazy:
+        app.api()
+    return app

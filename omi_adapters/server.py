@@ -544,6 +544,8 @@ async def serve(models: Sequence[Model], options: ServeOptions) -> int:
                     await tasks[-1]  # raises the reason
                     raise ConfigurationError(f"the REST server on {options.host}:{options.http_port} did not start")
                 await asyncio.sleep(0.01)
+            warm = asyncio.ensure_future(http.oip.prepare())
+            warm.add_done_callback(_report_warm_up)
         for server, _ in grpc_servers:
             await server.start()
         log.info(
@@ -624,6 +626,11 @@ def serve_metrics(registry: Any, host: str, port: int) -> Callable[[], None]:
     return stop
 
 
+def _report_warm_up(task: asyncio.Future[Any]) -> None:
+    if not task.cancelled() and task.exception() is not None:
+        log.error("building the REST metadata and docs routes failed", exc_info=task.exception())
+
+
 def bind_socket(host: str, port: int, flag: str) -> socket.socket:
     """A TCP socket bound to ``host:port`` (listening starts with the server), never shared.
 
@@ -696,6 +703,8 @@ def _http_server(dataplane: Any, options: ServeOptions) -> Any:
     from omi_adapters.rest import build_app
 
     class Server(uvicorn.Server):
+        oip: Any  # the OIP application behind the access gate
+
         # serve() owns the signals here: uvicorn would otherwise take SIGTERM for itself
         # and re-raise it after its own shutdown, cutting the gRPC servers' drain short.
         @contextlib.contextmanager
@@ -705,9 +714,10 @@ def _http_server(dataplane: Any, options: ServeOptions) -> Any:
     # The origin check is always on; the token when one is set (health and readiness stay open).
     token = options.auth_token
     tls = options.tls is not None
-    app = AccessGate(
-        build_app(dataplane, max_body_bytes=options.max_message_bytes), token=token, origins=options.cors_origins
-    )
+    # The FastAPI half (metadata, docs) is built once the server listens: not on the way to the
+    # first answer (serve() starts it).
+    oip = build_app(dataplane, max_body_bytes=options.max_message_bytes, lazy=True)
+    app = AccessGate(oip, token=token, origins=options.cors_origins)
     if token is not None or tls:
         log.info("OIP REST: %s", access_summary(options.auth_token_file, token is not None, tls))
     config = uvicorn.Config(
@@ -727,7 +737,9 @@ def _http_server(dataplane: Any, options: ServeOptions) -> Any:
         ssl_certfile=options.tls_cert if tls else None,
         ssl_keyfile=options.tls_key if tls else None,
     )
-    return Server(config)
+    server = Server(config)
+    server.oip = oip
+    return server
 
 
 def _grpc_server(
