@@ -5,9 +5,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+# tritonclient's messages have the OIP's fields: the project's own inference protos cannot share
+# a test process with tritonclient's (both register the ``inference`` protobuf package).
+from tritonclient.grpc import service_pb2 as pb
+
 from omi_adapters.codecs.message_size import infer_message_bytes, omi_run_bytes
 from omi_adapters.protos import modzy_model_pb2 as omi_pb
-from omi_adapters.protos import open_inference_grpc_pb2 as pb
 
 
 def _raw(n: int) -> pb.ModelInferRequest:

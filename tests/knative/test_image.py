@@ -78,11 +78,16 @@ def test_image_builds_runs_under_podman_and_answers_rest(tmp_path: Path, tools: 
     assert labels["ml.openmodel.port"] == "8080" and labels["ml.openml.model_name"] == "adder"
     assert {"INTERFACE=kfserving", "HTTP_PORT=8080", "PROTOCOL=v2", "MODEL_NAME=adder"} <= set(inspect["Config"]["Env"])
 
+    _serves(IMAGE, env)
+
+
+def _serves(image: str, env: dict[str, str]) -> None:
+    """Run ``image`` as Knative would (``$PORT``, ``K_*``), infer once, stop it with SIGTERM: exit 0."""
     # Host networking: the container listens on $PORT, as Knative tells it to.
     port = free_port()
     name = f"omi-knative-test-{uuid.uuid4().hex[:8]}"
     _run("podman", "run", "-d", *PODMAN_RUN, "--network", "host", "--name", name,
-         "-e", f"PORT={port}", "-e", "K_SERVICE=adder", "-e", "K_REVISION=adder-00001", IMAGE, env=env)  # fmt: skip
+         "-e", f"PORT={port}", "-e", "K_SERVICE=adder", "-e", "K_REVISION=adder-00001", image, env=env)  # fmt: skip
     try:
         deadline = time.monotonic() + 60
         while True:
@@ -114,3 +119,18 @@ def test_image_builds_runs_under_podman_and_answers_rest(tmp_path: Path, tools: 
         subprocess.run(["podman", "rm", "-f", name], env=env, capture_output=True, check=False)
         # Drop images the rebuild left untagged; the tagged image keeps its layers for the next run.
         subprocess.run(["podman", "image", "prune", "-f"], env=env, capture_output=True, check=False)
+
+
+@pytest.mark.timeout(1500)
+def test_an_image_builds_from_the_checkout_without_any_wheel_given(tmp_path: Path, tools: dict[str, str]) -> None:
+    # As a user of a checkout would: no PyPI release, no --wheel; omi build knative puts the
+    # checkout's own wheel beside the Containerfile.
+    env = {**os.environ, "CONTAINERS_STORAGE_CONF": tools["storage_conf"]}
+    context = tmp_path / "context"
+    image = "localhost/omi-knative-test-checkout:latest"
+    _run(sys.executable, "-m", "omi_adapters.cli", "build", "knative", "examples/adder.py", "--out", str(context),
+         "--image", image, "--base", tools["base_image"], env=env, cwd=ROOT)  # fmt: skip
+    assert (context / "wheels" / f"omi_adapters-{__version__}-py3-none-any.whl").is_file()
+    _run("buildah", "bud", "--layers", "--isolation", "chroot", "-t", image, "-f", str(context / "Containerfile"),
+         str(context), env=env, cwd=ROOT, timeout=1200)  # fmt: skip
+    _serves(image, env)
