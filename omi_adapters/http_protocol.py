@@ -59,11 +59,10 @@ from uvicorn.server import ServerState
 
 from omi_adapters.errors import ConfigurationError
 from omi_adapters.limits import HttpLimits
+from omi_adapters.rest import ON_DISCONNECT  # named by the REST app, which Lambda runs without uvicorn
 
 __all__ = ["ON_DISCONNECT", "HttpLimits", "LimitedHttpToolsProtocol", "http_protocol"]
 
-#: The ASGI scope extension: a list of zero-argument callables, called when the client goes away.
-ON_DISCONNECT = "omi.on_disconnect"
 
 log = logging.getLogger("omi_adapters.http")
 
