@@ -28,7 +28,7 @@ from typing import Any
 import numpy as np
 
 from omi_adapters.errors import ConfigurationError, ModelStalledError, OmiError, OverloadedError
-from omi_adapters.limits import OVERLOAD_RETRY_AFTER, STALL_RETRY_AFTER, Deadline, ModelGate, ModelHooks
+from omi_adapters.limits import OVERLOAD_RETRY_AFTER, STALL_RETRY_AFTER, Deadline, ModelGate, ModelHooks, expire
 
 __all__ = ["BatchPolicy", "Batcher", "batch_key", "groups", "merge", "rows", "split"]
 
@@ -199,7 +199,7 @@ class Batcher:
         entries = []
         for arrays in items:
             entry = _Waiting(arrays, deadline, loop.create_future())
-            entry.timer = loop.call_later(max(0.0, deadline.remaining()), self._expire, entry)
+            entry.timer = loop.call_later(max(0.0, deadline.remaining()), expire, entry.future, deadline, self.name)
             entries.append(entry)
         self._waiting.extend(entries)
         self.hooks.queue(len(entries))
@@ -219,10 +219,6 @@ class Batcher:
                 entry.timer.cancel()
             if not entry.future.done():
                 entry.future.cancel()  # the caller went away: the dispatcher skips it
-
-    def _expire(self, entry: _Waiting) -> None:
-        if not entry.future.done():
-            entry.future.set_exception(entry.deadline.exceeded(self.name))
 
     def _live(self) -> None:
         while self._waiting and self._waiting[0].future.done():

@@ -49,6 +49,7 @@ __all__ = [
     "ModelHooks",
     "Ticket",
     "default_predict_threads",
+    "expire",
     "in_thread",
 ]
 
@@ -335,7 +336,7 @@ class ModelGate:
         loop = asyncio.get_running_loop()
         waiter: asyncio.Future[None] = loop.create_future()
         self._waiters.append(waiter)
-        timer = loop.call_later(max(0.0, deadline.remaining()), _expire, waiter, deadline, self.name)
+        timer = loop.call_later(max(0.0, deadline.remaining()), expire, waiter, deadline, self.name)
         try:
             await waiter
         except BaseException:
@@ -384,7 +385,7 @@ class ModelGate:
         except BaseException:
             self.release(call)
             raise
-        timer = loop.call_later(max(0.0, deadline.remaining()), _expire, future, deadline, self.name)
+        timer = loop.call_later(max(0.0, deadline.remaining()), expire, future, deadline, self.name)
         try:
             return await future
         finally:
@@ -447,7 +448,8 @@ def _settle(
     outcome[0](future, outcome[1])
 
 
-def _expire(future: asyncio.Future[Any], deadline: Deadline, model: str) -> None:
+def expire(future: asyncio.Future[Any], deadline: Deadline, model: str) -> None:
+    """Fail ``future`` with ``deadline``'s error unless it is settled (a ``call_later`` callback)."""
     if not future.done():
         future.set_exception(deadline.exceeded(model))
 
