@@ -112,9 +112,11 @@ def groups(items: Iterable[tuple[int, Arrays]], max_batch_size: int) -> list[lis
 
 
 class _Waiting:
-    __slots__ = ("arrays", "deadline", "future", "key", "rows", "since", "timer")
+    __slots__ = ("arrays", "deadline", "future", "key", "marks", "rows", "since", "timer")
 
-    def __init__(self, arrays: Arrays, deadline: Deadline, future: asyncio.Future[Arrays]) -> None:
+    def __init__(
+        self, arrays: Arrays, deadline: Deadline, future: asyncio.Future[Arrays], marks: list[float] | None = None
+    ) -> None:
         #: When it started waiting; None once it left the queue (its batch started, or it gave up).
         self.since: float | None = time.perf_counter()
         self.arrays = arrays
@@ -123,6 +125,8 @@ class _Waiting:
         self.key = batch_key(arrays)
         self.rows = rows(arrays)
         self.timer: asyncio.TimerHandle | None = None
+        #: Where to note when its batch's predict began and the batch's rows (traces).
+        self.marks = marks
 
 
 class Batcher:
@@ -164,14 +168,20 @@ class Batcher:
         """Requests waiting to be batched."""
         return len(self._waiting)
 
-    async def submit(self, arrays: Arrays, deadline: Deadline) -> Arrays:
-        """Run one request's ``arrays`` (rows along the first dimension) in some batch; its own outputs."""
+    async def submit(self, arrays: Arrays, deadline: Deadline, marks: list[float] | None = None) -> Arrays:
+        """Run one request's ``arrays`` (rows along the first dimension) in some batch; its own outputs.
+
+        ``marks``, when given, gets the time (``time.perf_counter()``) its batch's predict began
+        and the batch's rows.
+        """
         gate = self.gate
         if not self._waiting and not self.policy.max_queue_delay and gate.free:
             # Nothing to merge with and a slot free: run at once, as an unbatched model would.
             call = gate.take(deadline)
             self.hooks.waited(0.0)
             self.sizes.append(rows(arrays))
+            if marks is not None:
+                marks += (time.perf_counter(), rows(arrays))
             return await self._run(arrays, rows(arrays), call, deadline)
         if gate.stalled:
             raise ModelStalledError(
@@ -184,7 +194,7 @@ class Batcher:
                 f"model '{self.name}' has {self.max_queue} requests waiting, its queue limit (max_queue)",
                 retry_after=OVERLOAD_RETRY_AFTER,
             )
-        return await self._wait(self._enqueue([arrays], deadline)[0])
+        return await self._wait(self._enqueue([arrays], deadline, marks)[0])
 
     async def submit_many(self, items: Sequence[Arrays], deadline: Deadline) -> list[Arrays | BaseException]:
         """Run requests that arrive together (an OMI Run's items): they queue at once, so they merge."""
@@ -194,11 +204,11 @@ class Batcher:
         entries = self._enqueue(items, deadline)
         return list(await asyncio.gather(*(self._wait(e) for e in entries), return_exceptions=True))
 
-    def _enqueue(self, items: Sequence[Arrays], deadline: Deadline) -> list[_Waiting]:
+    def _enqueue(self, items: Sequence[Arrays], deadline: Deadline, marks: list[float] | None = None) -> list[_Waiting]:
         loop = asyncio.get_running_loop()
         entries = []
         for arrays in items:
-            entry = _Waiting(arrays, deadline, loop.create_future())
+            entry = _Waiting(arrays, deadline, loop.create_future(), marks)
             entry.timer = loop.call_later(max(0.0, deadline.remaining()), expire, entry.future, deadline, self.name)
             entries.append(entry)
         self._waiting.extend(entries)
@@ -295,6 +305,9 @@ class Batcher:
         hooks.dequeue(left)
         merged, sizes = merge([e.arrays for e in batch])
         total = sum(sizes)
+        for entry in batch:
+            if entry.marks is not None:
+                entry.marks += (now, total)
         # The batch may run until the last of its requests' deadlines; each request still fails
         # at its own (its timer), without cutting the others short.
         deadline = max((e.deadline for e in batch), key=lambda d: d.at)

@@ -18,7 +18,7 @@ import time
 from collections.abc import Awaitable, Iterable
 from typing import Any, TypeVar
 
-from omi_adapters import __version__
+from omi_adapters import __version__, tracing
 from omi_adapters.batching import Batcher
 from omi_adapters.contract import Model
 from omi_adapters.errors import (
@@ -280,18 +280,25 @@ class DataPlane:
         """
         hooks = self._hooks[model]
         hooks.enter(1)
+        trace = tracing.current() if tracing.active else None
         try:
             deadline, predict = await self._ready(model, timeout)
             arrays = model.bind_inputs(request.inputs)
             names = _requested_names(model, request)
             batcher = self._batchers.get(model)
             if batcher is not None:
-                outputs = await batcher.submit(arrays, deadline)
+                if trace is None:
+                    outputs = await batcher.submit(arrays, deadline)
+                else:
+                    outputs = await _traced_batch(batcher, arrays, deadline, trace)
             elif model.is_async or model.run_in_thread:
                 gate = self._gates[model]
                 if gate.free:
                     call = gate.take(deadline)
                     hooks.waited(0.0)
+                    if trace is not None:
+                        now = time.perf_counter()
+                        trace.child("queue", now, now)
                 else:
                     hooks.queue(1)
                     began = time.perf_counter()
@@ -299,16 +306,24 @@ class DataPlane:
                         call = await gate.acquire(deadline)
                     finally:
                         hooks.dequeue(1)
-                    hooks.waited(time.perf_counter() - began)
-                outputs = await self._predict(model, predict, arrays, call, deadline, None)
+                    acquired = time.perf_counter()
+                    hooks.waited(acquired - began)
+                    if trace is not None:
+                        trace.child("queue", began, acquired)
+                outputs = await self._predict(model, predict, arrays, call, deadline, None, trace)
             else:
                 # On the loop: nothing else runs meanwhile, so no slot or queue could be contended.
                 hooks.waited(0.0)
                 began = time.perf_counter()
+                if trace is not None:
+                    trace.child("queue", began, began)
                 try:
                     result = call_sync(model, predict, arrays)
                 finally:
-                    hooks.predicted(time.perf_counter() - began, 1)
+                    ended = time.perf_counter()
+                    hooks.predicted(ended - began, 1)
+                    if trace is not None:
+                        trace.child("predict", began, ended)
                 outputs = model.check_outputs(result)
             return _response(model, request, outputs, names)
         finally:
@@ -368,7 +383,14 @@ class DataPlane:
         return deadline, await self.wait_ready(model, max(0.0, deadline.remaining()))
 
     async def _predict(
-        self, model: Model, predict: Any, arrays: dict[str, Any], call: int, deadline: Deadline, batch: int | None
+        self,
+        model: Model,
+        predict: Any,
+        arrays: dict[str, Any],
+        call: int,
+        deadline: Deadline,
+        batch: int | None,
+        trace: tracing.Request | None = None,
     ) -> dict[str, Any]:
         """Run predict holding slot ``call`` of the model's gate until ``deadline``; the checked outputs.
 
@@ -380,7 +402,10 @@ class DataPlane:
         try:
             result = await self._call(model, gate, predict, arrays, call, deadline)
         finally:
-            self._hooks[model].predicted(time.perf_counter() - began, 1 if batch is None else batch)
+            ended = time.perf_counter()
+            self._hooks[model].predicted(ended - began, 1 if batch is None else batch)
+            if trace is not None:
+                trace.child("predict", began, ended)
         return model.check_outputs(result, batch)
 
     async def _call(
@@ -416,6 +441,22 @@ def _response(
         if names is None or spec.name in names
     ]
     return InferenceResponse(model_name=model.name, model_version=model.version, outputs=tensors, id=request.id)
+
+
+async def _traced_batch(batcher: Batcher, arrays: dict[str, Any], deadline: Deadline, trace: tracing.Request) -> Any:
+    """``batcher.submit``, recording the request's wait for its batch and the batch's predict as spans."""
+    began = time.perf_counter()
+    marks: list[float] = []
+    try:
+        return await batcher.submit(arrays, deadline, marks)
+    finally:
+        ended = time.perf_counter()
+        if marks:
+            start, rows = marks
+            trace.child("queue", began, start)
+            trace.child("predict", start, ended, {"omi.batch_rows": int(rows)})
+        else:
+            trace.child("queue", began, ended)
 
 
 async def _outcome(run: Awaitable[InferenceResponse]) -> InferenceResponse | OmiError:

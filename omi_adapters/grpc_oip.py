@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 import grpc
 
+from omi_adapters import tracing
 from omi_adapters.codecs.message_size import infer_message_bytes
 from omi_adapters.codecs.oip_grpc import decode_request, encode_response
 from omi_adapters.dataplane import DataPlane
@@ -120,6 +121,7 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
         began = time.perf_counter()
         size = infer_message_bytes(request)
         model = None
+        trace = _trace("ModelInfer", context) if tracing.active else None
         try:
             model = self.dataplane.get(request.model_name, request.model_version or None)  # NOT_FOUND first
             reply = await self._infer(model, request, size, context.time_remaining())
@@ -133,6 +135,9 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
         else:
             self._observe(model, None, began, size, infer_message_bytes(reply), request, context, "ModelInfer")
             return reply
+        finally:
+            if trace is not None and not trace.ended:  # the client cancelled it
+                trace.finish(model, request.model_version, "CANCELLED", None, time.perf_counter())
         raise AssertionError("unreachable")
 
     def _observe(
@@ -149,6 +154,9 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
         outcome = "OK" if code is None else _CODE_NAME[code]
         seconds = time.perf_counter() - began
         self.observer.request("grpc", model, outcome, code, seconds, size, sent)
+        trace = tracing.current() if tracing.active else None
+        if trace is not None and not trace.ended:
+            trace.finish(model, request.model_version, outcome, code, began + seconds)
         if self.access_log is not None:
             self.access_log(
                 "grpc", rpc, request.model_name, request.model_version or (model.version if model else ""),
@@ -164,6 +172,8 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
             began = time.perf_counter()
             size = infer_message_bytes(request)
             model = None
+            if tracing.active:
+                _trace("ModelStreamInfer", context)
             try:
                 model = self.dataplane.get(request.model_name, request.model_version or None)
                 reply = await self._infer(model, request, size, context.time_remaining())
@@ -184,8 +194,28 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
         self, model: Any, request: pb.ModelInferRequest, size: int, timeout: float | None
     ) -> pb.ModelInferResponse:
         with self.dataplane.admit(size):
-            response = await self.dataplane.run(model, decode_request(request), timeout=timeout)
-            return encode_response(response, typed=not request.raw_input_contents and bool(request.inputs))
+            trace = tracing.current() if tracing.active else None
+            if trace is None:
+                response = await self.dataplane.run(model, decode_request(request), timeout=timeout)
+                return encode_response(response, typed=not request.raw_input_contents and bool(request.inputs))
+            began = time.perf_counter()
+            decoded = decode_request(request)
+            trace.child("decode", began, time.perf_counter())
+            response = await self.dataplane.run(model, decoded, timeout=timeout)
+            began = time.perf_counter()
+            reply = encode_response(response, typed=not request.raw_input_contents and bool(request.inputs))
+            trace.child("encode", began, time.perf_counter())
+            return reply
+
+
+def _trace(rpc: str, context: Context) -> tracing.Request:
+    """Begin the server span of one inference RPC, its parent the ``traceparent`` of the call's metadata."""
+    return tracing.start(
+        "grpc",
+        f"{SERVICE_NAME}/{rpc}",
+        tracing.grpc_carrier(context.invocation_metadata()),
+        {"rpc.system": "grpc", "rpc.service": SERVICE_NAME, "rpc.method": rpc},
+    )
 
 
 async def _abort(context: Context, exc: OmiError) -> Any:

@@ -29,6 +29,7 @@ try:
 except ModuleNotFoundError as exc:  # pragma: no cover - depends on the installation
     raise ImportError(f"the OMI front end needs gRPC ({exc.name}): pip install 'omi-adapters[grpc]'") from exc
 
+from omi_adapters import tracing
 from omi_adapters.codecs.message_size import omi_run_bytes
 from omi_adapters.codecs.omi_files import ERROR_FILE, FileCodec
 from omi_adapters.contract import Model
@@ -129,6 +130,26 @@ class ModzyModelServicer(pb_grpc.ModzyModelServicer):
     # --- Run -------------------------------------------------------------------------------
 
     async def Run(self, request: pb.RunRequest, context: Context) -> pb.RunResponse:
+        if tracing.active:
+            return await self._traced_run(request, context)
+        return await self._answer_run(request, context)
+
+    async def _traced_run(self, request: pb.RunRequest, context: Context) -> pb.RunResponse:
+        """:meth:`Run` under a server span (the items' queue and predict spans are its children)."""
+        trace = tracing.start(
+            "omi",
+            f"{SERVICE_NAME}/Run",
+            tracing.grpc_carrier(context.invocation_metadata()),
+            {"rpc.system": "grpc", "rpc.service": SERVICE_NAME, "rpc.method": "Run", "omi.items": len(request.inputs)},
+        )
+        try:
+            reply = await self._answer_run(request, context)
+        finally:
+            if not trace.ended:
+                trace.finish(self._model, None, "CANCELLED", None, time.perf_counter())
+        return reply
+
+    async def _answer_run(self, request: pb.RunRequest, context: Context) -> pb.RunResponse:
         began = time.perf_counter()
         results: list[pb.OutputItem | None] = [None] * len(request.inputs)
         codes: list[ErrorCode | None] = [None] * len(request.inputs)
@@ -143,6 +164,12 @@ class ModzyModelServicer(pb_grpc.ModzyModelServicer):
                 reply = await self._run(request, results, codes, notes, context.time_remaining())
         seconds = time.perf_counter() - began
         self._observe(request, reply, codes, seconds)
+        trace = tracing.current() if tracing.active else None
+        if trace is not None:
+            failed = sum(not o.success for o in reply.outputs)
+            error = next((c for c in codes if c is not None), None) if failed else None
+            trace.finish(self._model, None, f"{failed} of {len(reply.outputs)} items failed" if failed else "success",
+                         error, began + seconds)  # fmt: skip
         access = self._dataplane.access_log
         if access is not None:
             failed = sum(not o.success for o in reply.outputs)
@@ -179,6 +206,9 @@ class ModzyModelServicer(pb_grpc.ModzyModelServicer):
             codes[:] = [exc.code] * len(results)
             return _run_response([failed] * len(results), notes)
         size = sum(len(data) for item in request.inputs for data in item.input.values())
+        trace = tracing.current() if tracing.active else None
+        if trace is not None:
+            decoding = time.perf_counter()
         if size > _DECODE_ON_LOOP_BYTES:
             # Parsing megabytes of JSON would stall every other call on the loop: use a thread.
             items = await in_thread(self._dataplane.executor, self._decode, request, results, codes)
@@ -187,9 +217,15 @@ class ModzyModelServicer(pb_grpc.ModzyModelServicer):
         # A batching model gets the items together, and its batcher merges them; any other runs
         # them one after another, so that each item's run timeout bounds its own predict call
         # (OMI's per-item inference deadline), not its wait behind this Run's others.
+        if trace is not None:
+            trace.child("decode", decoding, time.perf_counter())
         responses = await self._dataplane.run_items(self._model, [self._request(a) for _, a in items], timeout=timeout)
+        if trace is not None:
+            encoding = time.perf_counter()
         for (index, _), response in zip(items, responses):
             results[index] = self._item(index, response, codes)
+        if trace is not None:
+            trace.child("encode", encoding, time.perf_counter())
         return _run_response(results, notes)
 
     def _request(self, arrays: dict[str, np.ndarray[Any, Any]]) -> InferenceRequest:

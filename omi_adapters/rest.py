@@ -19,6 +19,7 @@ from typing import Any
 
 import orjson
 
+from omi_adapters import tracing
 from omi_adapters.codecs import binary, oip_json
 from omi_adapters.contract import Model
 from omi_adapters.dataplane import DataPlane, in_thread
@@ -104,14 +105,23 @@ class _Endpoints:
         ids: list[str | None] | None = None,
     ) -> Reply:
         """Run an infer body through ``model``; with ``ids``, the request's OIP id is appended to it."""
+        trace = tracing.current() if tracing.active else None
+        if trace is not None:
+            began = time.perf_counter()
         if len(body) > DECODE_ON_LOOP_BYTES:
             request = await in_thread(self.dataplane.executor, _decode, model, header, body)
         else:
             request = _decode(model, header, body)
         if ids is not None:
             ids.append(request.id)
+        if trace is not None:
+            trace.child("decode", began, time.perf_counter())
         response = await self.dataplane.run(model, request, timeout=timeout)
+        if trace is not None:
+            began = time.perf_counter()
         chunks, header_length = binary.encode_response(response, binary.wants_binary(request))
+        if trace is not None:
+            trace.child("encode", began, time.perf_counter())
         if header_length is None:
             return 200, list(_JSON), chunks
         headers = [(b"content-type", _BINARY), (b"inference-header-content-length", str(header_length).encode())]
@@ -191,7 +201,10 @@ class OipApp:
                 kind, name, version = route
                 method = scope["method"]
                 if kind == "infer" and method == "POST":
-                    await self._infer(scope, receive, send, name, version)  # type: ignore[arg-type]
+                    if tracing.active:
+                        await self._traced_infer(scope, receive, send, name, version)  # type: ignore[arg-type]
+                    else:
+                        await self._infer(scope, receive, send, name, version)  # type: ignore[arg-type]
                     return
                 if kind != "infer" and method in ("GET", "HEAD"):
                     await _send(send, self._health(kind, name, version), head=method == "HEAD")
@@ -233,7 +246,34 @@ class OipApp:
         self.observer.refresh(self.dataplane)
         return 200, [(b"content-type", METRICS_CONTENT_TYPE)], [self.metrics()]
 
-    async def _infer(self, scope: Scope, receive: Receive, send: Send, name: str, version: str | None) -> None:
+    async def _traced_infer(self, scope: Scope, receive: Receive, send: Send, name: str, version: str | None) -> None:
+        """:meth:`_infer` under a server span, whose parent is the ``traceparent`` header's trace."""
+        route = (
+            "/v2/models/{model_name}/infer"
+            if version is None
+            else "/v2/models/{model_name}/versions/{model_version}/infer"
+        )
+        trace = tracing.start(
+            "rest",
+            f"POST {route}",
+            tracing.http_carrier(scope["headers"]),
+            {"http.request.method": "POST", "http.route": route, "url.path": scope["path"]},
+        )
+        try:
+            await self._infer(scope, receive, send, name, version, trace)
+        finally:
+            if not trace.ended:
+                trace.finish(None, version, "client went away", None, time.perf_counter())
+
+    async def _infer(
+        self,
+        scope: Scope,
+        receive: Receive,
+        send: Send,
+        name: str,
+        version: str | None,
+        trace: tracing.Request | None = None,
+    ) -> None:
         began = time.perf_counter()
         model: Model | None = None
         code: ErrorCode | None = None
@@ -301,6 +341,9 @@ class OipApp:
         seconds = time.perf_counter() - began
         outcome = _STATUS_TEXT.get(status) or str(status)
         self.observer.request("rest", model, outcome, code, seconds, size, sent)
+        if trace is not None:
+            trace.span.set_attribute("http.response.status_code", status)
+            trace.finish(model, version, outcome, code, began + seconds)
         if self.access_log is not None:
             client = scope.get("client")
             self.access_log(

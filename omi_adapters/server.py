@@ -494,11 +494,14 @@ def _busy_predict_threads(wait: float = 0.5) -> list[threading.Thread]:
 
 async def serve(models: Sequence[Model], options: ServeOptions) -> int:
     """Run the chosen front ends until asked to stop."""
+    from omi_adapters import tracing
     from omi_adapters.dataplane import DataPlane
     from omi_adapters.workers import WorkerLink
 
     loop = asyncio.get_running_loop()
     metrics = _metrics(models, options)
+    if tracing.configure():
+        log.info("tracing: an OpenTelemetry span per inference request (OTEL_* environment)")
     dataplane = DataPlane(models, limits=options.limits, observer=metrics)
     if options.access_log:
         from omi_adapters.logs import AccessLog
@@ -581,6 +584,7 @@ async def serve(models: Sequence[Model], options: ServeOptions) -> int:
         dataplane.close()
         if metrics is not None:
             metrics.flush()  # with --workers, what this worker counted stays in the totals
+        tracing.shutdown()  # export the spans still buffered
     log.info("stopped")
     return 0
 

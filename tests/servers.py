@@ -92,11 +92,16 @@ def start(
     env: Mapping[str, str] | None = None,
     args: Sequence[str] = (),
     timeout: float = 60,
+    launcher: Sequence[str] = ("-m", "omi_adapters.cli"),
 ) -> Served:
-    """Start ``omi serve TARGET...`` and wait until every chosen port listens."""
+    """Start ``omi serve TARGET...`` and wait until every chosen port listens.
+
+    ``launcher``: what runs the CLI (``python -m omi_adapters.cli``, or a script that prepares
+    the process first and then calls it).
+    """
     ports = {"rest": free_port(), "grpc": free_port(), "omi": free_port()}
     command = [
-        sys.executable, "-m", "omi_adapters.cli", "serve", *map(str, targets),
+        sys.executable, *launcher, "serve", *map(str, targets),
         "--host", "127.0.0.1",
         "--http-port", str(ports["rest"]), "--grpc-port", str(ports["grpc"]), "--omi-port", str(ports["omi"]),
         "--protocols", ",".join(protocols), *args,
