@@ -8,6 +8,7 @@ then checked against the declaration, and results against the declared outputs.
 from __future__ import annotations
 
 import inspect
+import logging
 import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -33,6 +34,20 @@ from omi_adapters.types import DATATYPES, InputTensor
 __all__ = ["Model", "Tensor", "model"]
 
 _NAME = re.compile(r"^[A-Za-z0-9_.\-]+$")
+
+log = logging.getLogger("omi_adapters")
+
+
+def _describe(result: Any, depth: int = 0) -> str:
+    """What predict returned, for the log: types, dtypes and shapes, never the data of large arrays."""
+    if isinstance(result, np.ndarray):
+        if result.size <= 8:
+            return f"{result.dtype} {list(result.shape)} {result.tolist()!r}"
+        return f"{result.dtype} {list(result.shape)}"
+    if isinstance(result, Mapping) and depth == 0:
+        return "{" + ", ".join(f"{k!r}: {_describe(v, 1)}" for k, v in list(result.items())[:16]) + "}"
+    text = repr(result)
+    return f"{type(result).__name__} {text[:80] + '...' if len(text) > 80 else text}"
 
 
 @dataclass(frozen=True)
@@ -275,7 +290,16 @@ class Model:
         return arrays
 
     def check_outputs(self, result: Any, batch: int | None = None) -> dict[str, np.ndarray[Any, Any]]:
-        """Turn predict's result into declared outputs; a wrong result is a :class:`PredictError`."""
+        """Turn predict's result into declared outputs; a wrong result is a :class:`PredictError`, logged."""
+        try:
+            return self._check_outputs(result, batch)
+        except PredictError as exc:
+            # The client sees only the message; the log says what predict actually returned.
+            log.error("model '%s' version %s broke its output contract: %s; predict returned %s",
+                      self.name, self.version, exc.message, _describe(result))  # fmt: skip
+            raise
+
+    def _check_outputs(self, result: Any, batch: int | None) -> dict[str, np.ndarray[Any, Any]]:
         if result is None:
             expected = "an array" if len(self.outputs) == 1 else f"a dict with outputs {sorted(self._output_names)}"
             raise PredictError(f"model '{self.name}' returned None; predict must return {expected}")

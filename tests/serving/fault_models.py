@@ -50,3 +50,8 @@ async def async_hangs(SECONDS: np.ndarray) -> np.ndarray:
                 out.write(f"cancelled {SECONDS[0]}\n")
         raise
     return np.array([True])
+
+
+@model(name="misshapen", **IO)
+def misshapen(X: np.ndarray) -> np.ndarray:
+    return np.zeros((2, 3, 4))  # breaks the declared output: three dimensions, float64

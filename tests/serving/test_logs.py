@@ -84,3 +84,16 @@ def test_no_access_log_and_a_failed_load_logged_once_with_its_traceback() -> Non
     failures = [e for e in entries if "weights.bin is missing" in json.dumps(e)]
     assert len(failures) == 1, failures
     assert "Traceback" in failures[0]["exception"] and "FileNotFoundError" in failures[0]["exception"]
+
+
+def test_an_output_that_breaks_the_contract_is_logged_with_the_model_and_what_predict_returned() -> None:
+    with serve("tests/serving/fault_models.py:misshapen", protocols=("rest",), args=("--log-format", "json")) as srv:
+        body = {"inputs": [{"name": "X", "datatype": "FP32", "shape": [1], "data": [1]}]}
+        reply = httpx.post(f"http://{srv.http_url}/v2/models/misshapen/infer", json=body, timeout=10)
+        srv.terminate()
+        entries = _lines(srv)
+    assert reply.status_code == 500 and "output 'Y'" in reply.json()["error"]
+    (logged,) = [e for e in entries if "broke its output contract" in e["message"]]
+    assert logged["level"] == "ERROR"
+    assert "model 'misshapen' version 1" in logged["message"] and "output 'Y'" in logged["message"]
+    assert "predict returned float64 [2, 3, 4]" in logged["message"]
