@@ -226,3 +226,54 @@ def test_the_bundle_carries_no_grpc(bundle: Path) -> None:
     code = bundle / "function"
     assert (code / "numpy").is_dir() and (code / "mangum").is_dir()
     assert not (code / "grpc").exists() and not (code / "omi_adapters" / "protos").exists()
+
+
+def _emf_lines(log: str) -> list[dict[str, Any]]:
+    """The log's embedded-metric-format lines, each checked against the specification's rules."""
+    found = []
+    for line in log.splitlines():
+        if '{"_aws"' not in line:
+            continue
+        # Without Lambda's telemetry channel, awslambdaric writes its log records to stdout too,
+        # and a record with a traceback ends without a newline: the EMF line may follow it.
+        entry = json.loads(line[line.index('{"_aws"') :])  # the rest of the line is one JSON object
+        meta = entry["_aws"]
+        assert isinstance(meta["Timestamp"], int)
+        for directive in meta["CloudWatchMetrics"]:
+            assert directive["Namespace"] == "omi-adapters"
+            for dimensions in directive["Dimensions"]:
+                assert dimensions and all(isinstance(entry[d], str) for d in dimensions)  # a dimension is a string
+            for metric in directive["Metrics"]:
+                assert metric["Unit"] in ("Count", "Milliseconds")
+                assert isinstance(entry[metric["Name"]], (int, float))  # each metric's value is a member
+        found.append(entry)
+    return found
+
+
+def test_each_request_is_an_emf_line_with_its_model_outcome_duration_and_request_id(
+    function: Function, call: Any
+) -> None:
+    before = len(_emf_lines(function.emulator.log()))
+    assert "outputs" in function.emulator.invoke({"model_name": "adder", "inputs": ADD})
+    assert function.emulator.invoke({"model_name": "nosuch", "inputs": ADD})["status_code"] == 404
+    status, _, _ = call("http-api", "POST", "/v2/models/adder/infer", _json_infer("adder", ADD))
+    assert status == 200
+    log = function.emulator.log()
+    lines = _emf_lines(log)
+    good, unknown, http = lines[before:]
+    assert (good["model"], good["version"], good["outcome"], good["protocol"]) == ("adder", "1", "200", "direct")
+    assert (good["Requests"], good["Errors"], good["ColdStarts"], good["cold_start"]) == (1, 0, 0, False)
+    assert good["Duration"] > 0
+    assert (unknown["model"], unknown["outcome"], unknown["error"], unknown["Errors"]) == ("", "404", "NOT_FOUND", 1)
+    assert (http["model"], http["outcome"], http["protocol"], http["Errors"]) == ("adder", "200", "rest", 0)
+    # Each line names its invocation, as the runtime's START line does; the first was a cold start.
+    starts = [line.split("RequestId: ")[1].split()[0] for line in log.splitlines() if line.startswith("START RequestId")]
+    assert [e["request_id"] for e in (good, unknown, http)] == starts[-3:]
+    assert lines[0]["ColdStarts"] == 1 and lines[0]["model"] == "counter" and lines[0]["request_id"] == starts[0]
+
+
+def test_the_runtime_puts_the_request_id_in_every_log_line_of_ours(function: Function) -> None:
+    log = function.emulator.log()
+    starts = [line.split("RequestId: ")[1].split()[0] for line in log.splitlines() if line.startswith("START RequestId")]
+    (cold,) = [line for line in log.splitlines() if "omi-lambda cold start" in line]
+    assert starts[0] in cold  # awslambdaric's log format: level, time, request id, message

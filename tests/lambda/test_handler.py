@@ -57,7 +57,9 @@ def test_importing_the_handler_loads_no_grpc() -> None:
     )
     done = _run(code, OMI_MODEL="examples/adder.py:adder")
     assert done.returncode == 0, done.stderr
-    light, answer, modules = json.loads(done.stdout)
+    emf, printed = done.stdout.splitlines()  # the invocation's metrics line, then what the code printed
+    assert json.loads(emf)["model"] == "adder"
+    light, answer, modules = json.loads(printed)
     assert light == []  # the package itself is free; the framework comes with the handler
     assert answer["outputs"][0]["data"] == [2.0] and answer["parameters"]["cold_start"] is True
     assert "mangum" in modules and "fastapi" in modules

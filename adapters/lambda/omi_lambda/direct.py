@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import time
 from collections.abc import Mapping
 from typing import Any
 
@@ -21,8 +22,9 @@ import orjson
 
 from omi_adapters.codecs import oip_json
 from omi_adapters.codecs.tensors import kind_of
+from omi_adapters.contract import Model
 from omi_adapters.dataplane import DataPlane
-from omi_adapters.errors import InvalidInputError, OmiError, PayloadTooLargeError
+from omi_adapters.errors import ErrorCode, InvalidInputError, OmiError, PayloadTooLargeError
 from omi_adapters.rest import HTTP_STATUS
 
 __all__ = ["error_object", "internal_error_object", "invoke", "is_inference_request"]
@@ -48,10 +50,13 @@ def invoke(
     A response larger than ``max_bytes`` as JSON (Lambda's 6 MB) becomes a 413 error object:
     the runtime would otherwise fail the invocation with a bare "payload size exceeded".
     """
+    began = time.perf_counter()
+    model = None
     try:
         name, version = _model_of(dataplane, event)
+        model = dataplane.get(name, version)
         request = oip_json.request_from_dict(dict(event))
-        response = loop.run_until_complete(dataplane.infer(name, version, request, timeout=timeout))
+        response = loop.run_until_complete(dataplane.run(model, request, timeout=timeout))
         compact = orjson.dumps(oip_json.response_to_dict(response), option=orjson.OPT_SERIALIZE_NUMPY)
         # Plain Python values for the runtime's encoder, with the numbers written as the REST
         # API writes them (float32 0.1 stays 0.1, where ndarray.tolist() gives 0.10000000149011612).
@@ -63,12 +68,25 @@ def invoke(
                 "ask for fewer or smaller outputs"
             )
     except OmiError as exc:
-        return error_object(exc, cold)
+        answer = error_object(exc, cold)
+        _observe(dataplane, model, answer, exc.code, began)
+        return answer
     except Exception as exc:  # noqa: BLE001 - the last line of defence: an error object, never a traceback
-        return internal_error_object(exc, cold)
+        answer = internal_error_object(exc, cold)
+        _observe(dataplane, model, answer, ErrorCode.INTERNAL, began)
+        return answer
     # The response stays a valid $inference_response: the flag goes among its parameters.
     obj["parameters"] = {**obj.get("parameters", {}), "cold_start": cold}
+    _observe(dataplane, model, obj, None, began)
     return obj
+
+
+def _observe(
+    dataplane: DataPlane, model: Model | None, answer: Mapping[str, Any], code: ErrorCode | None, began: float
+) -> None:
+    """Report the request to the DataPlane's observer, its outcome the status the REST API would give."""
+    outcome = str(answer.get("status_code", 200))
+    dataplane.observer.request("direct", model, outcome, code, time.perf_counter() - began, 0, 0)
 
 
 def _payload_size(obj: Any, compact_size: int, max_bytes: int) -> int:

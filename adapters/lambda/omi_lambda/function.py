@@ -36,6 +36,7 @@ from omi_adapters.limits import Limits
 from omi_adapters.rest import HTTP_STATUS, TIMEOUT, build_app
 from omi_adapters.targets import load_targets
 from omi_lambda import direct
+from omi_lambda.emf import EmfRecorder, invocation_ids
 
 __all__ = ["COLD_START_HEADER", "PAYLOAD_LIMIT", "LambdaFunction", "build_handler", "handler_from_env"]
 
@@ -134,7 +135,9 @@ class LambdaFunction:
         self, models: Iterable[Model], *, started: float | None = None, max_payload_bytes: int = PAYLOAD_LIMIT
     ) -> None:
         started = time.perf_counter() if started is None else started
-        self.dataplane = DataPlane(models, limits=Limits(request_timeout=LAMBDA_MAX_SECONDS))
+        #: Writes each invocation's requests as CloudWatch EMF lines (``OMI_EMF=off``: none).
+        self.emf = EmfRecorder.from_env()
+        self.dataplane = DataPlane(models, limits=Limits(request_timeout=LAMBDA_MAX_SECONDS), observer=self.emf)
         self.max_payload_bytes = max_payload_bytes
         # One loop per execution environment, made current before Mangum looks for one: Mangum
         # runs each request on the thread's current loop, and so do direct invocations.
@@ -161,6 +164,8 @@ class LambdaFunction:
         finally:
             if cold:
                 self._report_cold_start(time.perf_counter() - began)
+            if self.emf is not None:
+                self.emf.write(cold, *invocation_ids(context))
 
     def _http(self, event: Any, context: Any, cold: bool) -> dict[str, Any]:
         try:
