@@ -35,7 +35,7 @@ def _ratios(record: dict[str, Any], figure: str, server: str, reference: str) ->
     return [a / b for a, b in pairs if a is not None and b]
 
 
-def summarize(record: dict[str, Any], figures: Sequence[Any]) -> dict[str, Any]:
+def summarize(record: dict[str, Any], figures: Sequence[Any], observe: Sequence[Any] = ()) -> dict[str, Any]:
     servers = list(record["servers"])
     summary: dict[str, Any] = {"figures": {}}
     rows = [(f.key, f.title, f.unit, f.protocol, f.lower_is_better) for f in figures]
@@ -71,6 +71,14 @@ def summarize(record: dict[str, Any], figures: Sequence[Any]) -> dict[str, Any]:
         scaling[name] = {"what": what, "off_rps": _median(a), "on_rps": _median(b), "ratios": ratios,
                          "ratio": statistics.median(ratios) if ratios else None}  # fmt: skip
     summary["scaling"] = scaling
+    # What metrics and the access log cost: on / off within each round (no target, a figure to read).
+    observed = {}
+    for key, title, unit, _ in observe:
+        a, b = _values(record, f"observe_{key}_off", "omi"), _values(record, f"observe_{key}_on", "omi")
+        ratios = [y / x for x, y in zip(a, b, strict=True) if x and y is not None]
+        observed[key] = {"title": title, "unit": unit, "off": _median(a), "on": _median(b), "ratios": ratios,
+                         "ratio": statistics.median(ratios) if ratios else None}  # fmt: skip
+    summary["observability"] = observed
     summary["targets"] = _targets(summary)
     shares = [
         result["idle_cpu_share"]
@@ -129,6 +137,7 @@ def missing(record: dict[str, Any]) -> list[str]:
             if wanted and server not in entry["servers"]:
                 gone.append(f"{key}/{server}")
     gone += [t["key"] for t in summary["targets"] if t["value"] is None]
+    gone += [f"observe_{key}" for key, o in summary.get("observability", {}).items() if o["ratio"] is None]
     return sorted(set(gone))
 
 
@@ -252,6 +261,20 @@ def markdown(record: dict[str, Any]) -> str:
             f"{_ratio(scaling['workers']['ratio'])} | >= 1.6x | {_verdict(targets['workers']['met'])} |"
         ),
         "",
+        "## What metrics and the access log cost",
+        "",
+        (
+            "`omi serve examples/adder.py` with `--no-metrics --no-access-log` against "
+            "`--metrics --access-log`, each started afresh, the access log written to a file."
+        ),
+        "",
+        "| figure | both off | both on | on / off (median of rounds) |",
+        "|---|---|---|---|",
+        *(
+            f"| {o['title']} | {_number(o['off'], o['unit'])} | {_number(o['on'], o['unit'])} | {_ratio(o['ratio'])} |"
+            for o in summary.get("observability", {}).values()
+        ),
+        "",
         "## Spread over the rounds",
         "",
         "omi serve's (adder) ratio to the bare baseline in each round, to show how much the machine drifted.",
@@ -340,4 +363,7 @@ during each measurement, `idle_cpu_share`: about 0).
 - **workers**: `omi serve bench/scaling_models.py:gil_burner` (predict burns 1 ms of its thread's
   CPU time in a pure-Python loop, holding the GIL) with `--workers 1` and `--workers 2`, allowed
   both cores, `wrk -c16` unpinned; requests per second, once every worker serves.
+- **metrics and access log**: `omi serve examples/adder.py` started afresh with both off
+  (`--no-metrics --no-access-log`) and with both on (`--metrics --access-log`, its log to a
+  file), the order turning each round; `wrk -c1` (p50), `wrk -c16` and `h2load -m16` as above.
 """

@@ -369,6 +369,38 @@ def scaling(run: Run, number: int) -> None:
             server.stop()
 
 
+#: What metrics and the access log cost: the same small requests with both off and both on.
+OBSERVE = {"off": ("--no-metrics", "--no-access-log"), "on": ("--metrics", "--access-log")}
+OBSERVE_FIGURES = (
+    ("rest_p50", "REST small p50 (1 in flight)", "us", "p50_us"),
+    ("rest_rps", "REST small RPS, 16 in flight (wrk)", "req/s", "rps"),
+    ("grpc_rps", "gRPC small RPS, 16 in flight (h2load)", "req/s", "rps"),
+)
+
+
+def observability(run: Run, number: int) -> None:
+    """``omi serve examples/adder.py`` with metrics and the access log both off, then both on
+    (the order turns each round), each started afresh on core 0; the access log goes to a file,
+    as a container runtime collects stderr."""
+    for mode in _turned(list(OBSERVE), number):
+        spec = Spec(f"observe_{mode}", "omi serve", BOTH, omi_serve("examples/adder.py", *OBSERVE[mode]))
+        server, ports = spec.server()
+        try:
+            server.start()
+            harness.first_answer(server, ports["http"], ADDER_PATH, SMALL_BODY)
+            harness.wrk(ports["http"], ADDER_PATH, run.files / "small.json", 16, min(1.0, run.seconds))
+            for key, _, _, value in OBSERVE_FIGURES:
+                measure = _rest_small(1 if key == "rest_p50" else 16) if key.startswith("rest") else _grpc_small(16)
+                load = functools.partial(measure, spec, ports, run.files, run.seconds)
+                run.attempt(f"observe_{key}_{mode}", "omi", load, value)
+            server.check_alive()
+        except Exception as exc:  # noqa: BLE001 - recorded; the run goes on
+            run.errors.append(f"round {number}, observability {mode}: {exc}")
+            print(f"  FAILED observability {mode}: {exc}", flush=True)
+        finally:
+            server.stop()
+
+
 def _wait_workers(server: Server, count: int, timeout: float = 120.0) -> None:
     """Wait until the supervisor says (at log level info) that ``count`` workers serve."""
     deadline = time.monotonic() + timeout
@@ -443,6 +475,7 @@ def main() -> int:
             main_figures(run, number)
             cold_starts(run, number)
             scaling(run, number)
+            observability(run, number)
     record = {
         "date": time.strftime("%Y-%m-%d %H:%M", time.localtime(started)),
         "duration_s": round(time.time() - started),
@@ -464,7 +497,7 @@ def main() -> int:
         "errors": run.errors,
         "rounds_data": run.data,
     }
-    record["summary"] = report.summarize(record, FIGURES)
+    record["summary"] = report.summarize(record, FIGURES, OBSERVE_FIGURES)
     out.mkdir(parents=True, exist_ok=True)
     (out / "results.json").write_text(json.dumps(record, indent=2, default=_plain) + "\n")
     (out / "RESULTS.md").write_text(report.markdown(record))
