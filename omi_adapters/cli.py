@@ -19,7 +19,7 @@ from types import ModuleType
 from typing import Any, NoReturn
 
 from omi_adapters import __version__
-from omi_adapters.errors import OmiError
+from omi_adapters.errors import ConfigurationError, InvalidInputError, ModelNotFoundError, OmiError
 from omi_adapters.targets import load_targets
 
 __all__ = ["BUILDERS", "main"]
@@ -32,6 +32,12 @@ BUILDERS: dict[str, tuple[str, str]] = {
     "triton": ("omi_triton.build", "omi-adapters-triton"),
 }
 
+
+#: Exit codes of every command: 0 done, 1 a failure while running (a model that does not load or
+#: whose predict fails, a build step that fails), 2 a usage or configuration error (as argparse).
+EXIT_FAILURE = 1
+EXIT_USAGE = 2
+_USAGE_ERRORS = (ConfigurationError, InvalidInputError, ModelNotFoundError)
 
 #: Flags people type from other servers, and the one they mean here.
 _ALIASES = {
@@ -157,7 +163,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.debug:
             traceback.print_exception(exc.__cause__ or exc, file=sys.stderr)
         print(f"omi: {exc}", file=sys.stderr)
-        return 2
+        return exit_code(exc)
+    except Exception as exc:  # noqa: BLE001 - a bug: one line, the traceback with --debug
+        if args.debug:
+            traceback.print_exception(exc, file=sys.stderr)
+        print(f"omi: internal error: {type(exc).__name__}: {exc} (--debug shows the traceback)", file=sys.stderr)
+        return EXIT_FAILURE
+
+
+def exit_code(exc: OmiError) -> int:
+    """2 for a usage or configuration error (what the user typed or wrote must change), 1 for a failure at run time."""
+    return EXIT_USAGE if isinstance(exc, _USAGE_ERRORS) else EXIT_FAILURE
 
 
 def _defaults_from_env(parser: argparse.ArgumentParser, environ: Mapping[str, str] | None = None) -> None:

@@ -15,7 +15,7 @@ from pathlib import Path
 from omi_adapters.codecs import oip_json
 from omi_adapters.contract import Model
 from omi_adapters.dataplane import DataPlane
-from omi_adapters.errors import InvalidInputError, ModelNotFoundError, OmiError
+from omi_adapters.errors import InvalidInputError
 
 __all__ = ["add_arguments", "run"]
 
@@ -35,29 +35,22 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(models: Sequence[Model], args: argparse.Namespace) -> int:
-    """Print the OIP response; exit 2 for a request or usage error, 1 when the model fails."""
+    """Print the OIP response. A request or usage error, or a model that fails, raises (``omi`` says which exit code)."""
+    document = _read(args.input)
+    obj = oip_json.loads(document, "the request")
+    name = args.model or (obj.get("model_name") if isinstance(obj, dict) else None)
+    if name is None:
+        names = list(dict.fromkeys(m.name for m in models))
+        if len(names) > 1:
+            raise InvalidInputError(f"several models are given ({', '.join(names)}): choose one with --model")
+        name = names[0]
+    request = oip_json.request_from_dict(obj)
+    dataplane = DataPlane(models)
     try:
-        document = _read(args.input)
-        obj = oip_json.loads(document, "the request")
-        name = args.model or (obj.get("model_name") if isinstance(obj, dict) else None)
-        if name is None:
-            names = list(dict.fromkeys(m.name for m in models))
-            if len(names) > 1:
-                raise InvalidInputError(f"several models are given ({', '.join(names)}): choose one with --model")
-            name = names[0]
-        request = oip_json.request_from_dict(obj)
-        dataplane = DataPlane(models)
-        try:
-            dataplane.start()
-            response = asyncio.run(dataplane.infer(name, args.model_version, request))
-        finally:
-            dataplane.close()
-    except (InvalidInputError, ModelNotFoundError) as exc:
-        print(f"omi: {exc}", file=sys.stderr)
-        return 2
-    except OmiError as exc:
-        print(f"omi: {exc}", file=sys.stderr)
-        return 1
+        dataplane.start()
+        response = asyncio.run(dataplane.infer(name, args.model_version, request))
+    finally:
+        dataplane.close()
     sys.stdout.write(oip_json.encode_response(response).decode() + "\n")
     return 0
 

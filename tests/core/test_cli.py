@@ -150,3 +150,35 @@ def test_serve_flags_take_defaults_from_omi_variables_and_the_flag_wins() -> Non
     assert options_from_args(parser.parse_args(["--max-queue", "3"])).limits.max_queue == 3
     bad = omi("serve", "examples/adder.py", env={"OMI_MAX_QUEUE": "lots"})
     assert bad.returncode == 2 and "$OMI_MAX_QUEUE: invalid literal" in bad.stderr
+
+
+ONE_INT = '{"inputs": [{"name": "X", "datatype": "INT32", "shape": [1], "data": [1]}]}'
+ONE_FLOAT = '{"inputs": [{"name": "X", "datatype": "FP32", "shape": [1, 1], "data": [1]}]}'
+MODELS = "tests/serving/models.py"
+
+
+@pytest.mark.parametrize(
+    ("args", "code", "says"),
+    [
+        (["inspect", "examples/adder.py"], 0, ""),
+        (["predict", "examples/adder.py", "--input", ONE_FLOAT], 0, ""),
+        ([], 2, "the following arguments are required"),
+        (["serve", "--no-such-flag", "examples/adder.py"], 2, "unrecognized arguments"),
+        (["serve", "examples/nosuch.py"], 2, "no such file examples/nosuch.py"),
+        (["serve", "examples/adder.py", "--workers", "0"], 2, "--workers must be at least 1"),
+        (["predict", "examples/adder.py", "--input", "{bad"], 2, "not valid JSON"),
+        (["predict", "examples/adder.py", "--model", "nobody", "--input", ONE_FLOAT], 2, "unknown model 'nobody'"),
+        (["predict", f"{MODELS}:failing", "--input", ONE_INT], 1, "the model cannot take negative numbers"),
+        (["predict", f"{MODELS}:Broken", "--input", ONE_INT], 1, "weights.bin is missing"),
+    ],
+)
+def test_exit_codes_are_0_done_1_a_failure_at_run_time_2_usage_or_configuration(
+    args: list[str], code: int, says: str
+) -> None:
+    result = omi(*args)
+    assert result.returncode == code, result.stderr
+    assert says in result.stderr, result.stderr
+    if code == 2:  # a mistake in what was typed or written: one line, no traceback
+        assert "Traceback" not in result.stderr, result.stderr
+    elif code == 1:  # the model's own failure: its last line says why (the log above has the model's traceback)
+        assert result.stderr.strip().splitlines()[-1].startswith("omi: "), result.stderr
