@@ -228,6 +228,11 @@ def test_the_bundle_carries_no_grpc(bundle: Path) -> None:
     assert not (code / "grpc").exists() and not (code / "omi_adapters" / "protos").exists()
 
 
+def _request_ids(log: str) -> list[str]:
+    """The invocations' request ids, in order, from the runtime's ``START RequestId: ...`` lines."""
+    return [line.split("RequestId: ")[1].split()[0] for line in log.splitlines() if line.startswith("START RequestId")]
+
+
 def _emf_lines(log: str) -> list[dict[str, Any]]:
     """The log's embedded-metric-format lines, each checked against the specification's rules."""
     found = []
@@ -267,13 +272,13 @@ def test_each_request_is_an_emf_line_with_its_model_outcome_duration_and_request
     assert (unknown["model"], unknown["outcome"], unknown["error"], unknown["Errors"]) == ("", "404", "NOT_FOUND", 1)
     assert (http["model"], http["outcome"], http["protocol"], http["Errors"]) == ("adder", "200", "rest", 0)
     # Each line names its invocation, as the runtime's START line does; the first was a cold start.
-    starts = [line.split("RequestId: ")[1].split()[0] for line in log.splitlines() if line.startswith("START RequestId")]
+    starts = _request_ids(log)
     assert [e["request_id"] for e in (good, unknown, http)] == starts[-3:]
     assert lines[0]["ColdStarts"] == 1 and lines[0]["model"] == "counter" and lines[0]["request_id"] == starts[0]
 
 
 def test_the_runtime_puts_the_request_id_in_every_log_line_of_ours(function: Function) -> None:
     log = function.emulator.log()
-    starts = [line.split("RequestId: ")[1].split()[0] for line in log.splitlines() if line.startswith("START RequestId")]
+    starts = _request_ids(log)
     (cold,) = [line for line in log.splitlines() if "omi-lambda cold start" in line]
     assert starts[0] in cold  # awslambdaric's log format: level, time, request id, message
