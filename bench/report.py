@@ -7,6 +7,8 @@ import statistics
 from collections.abc import Callable, Sequence
 from typing import Any
 
+import profiles
+
 #: The columns of the main table, left to right (bare is bare_rest or bare_grpc by protocol).
 COLUMNS = [("minimal", "minimal OIP"), ("triton", "Triton"), ("omi", "omi serve (adder)"),
            ("omi_thread", "omi serve (threaded)")]  # fmt: skip
@@ -294,6 +296,7 @@ def markdown(record: dict[str, Any]) -> str:
         value = "missing" if t["value"] is None else f"{t['value']:.3f}"
         lines.append(f"| {t['what']} {t['target']} | {value} | {_verdict(t['met'])} |")
     idle = summary.get("idle_cpu_share_max")
+    lines += ["", *profiles.markdown(record.get("profiles") or {})]
     lines += ["", METHOD.format(seconds=record["seconds"], rounds=record["rounds"]).strip(), ""]
     if idle is not None:
         lines += [f"The idle servers of a round took at most {idle:.1%} of a core during any measurement.", ""]

@@ -18,7 +18,8 @@ report gives the median ratio over the rounds and the median absolute figures.
 Knobs: ``BENCH_SECONDS`` (per measurement, default 3), ``BENCH_ROUNDS`` (default 5),
 ``BENCH_QUICK=1`` (0.3 s each, one round, no Triton: checks only that every figure is produced;
 the results go to a temporary folder unless ``BENCH_OUT`` names one), ``BENCH_TRITON=0`` (skip
-Triton), ``BENCH_OUT`` (where RESULTS.md and results.json go; default bench/).
+Triton), ``BENCH_OUT`` (where RESULTS.md and results.json go; default bench/), ``BENCH_PROFILES=0``
+(no py-spy profiles of the missed targets, which otherwise close the run: ``profiles.py``).
 
 Exit code: 0 when every figure was measured, met or missed (RESULTS.md says which); 1 when a
 measurement failed (a server did not start or answered wrongly).
@@ -44,6 +45,7 @@ from typing import Any
 
 import harness
 import payloads
+import profiles as profiles_module
 import report
 from harness import BOTH_CORES, HERE, ROOT, Server
 
@@ -401,6 +403,59 @@ def observability(run: Run, number: int) -> None:
             server.stop()
 
 
+#: Each target's profile: the load that shows where omi serve's time goes when it is missed.
+PROFILED = {
+    "rest_p50": "rest_small", "rest_rps": "rest_small", "rest_rps_minimal": "rest_small",
+    "grpc_p50": "grpc_small", "grpc_rps": "grpc_small",
+    "rest_binary": "rest-binary", "rest_json": "rest-json", "json_memory": "rest-json", "grpc_raw": "grpc-raw",
+    "cold_start": "cold_start",
+}  # fmt: skip
+PROFILE_TITLES = {
+    "rest_small": "REST small requests, 16 in flight (wrk)",
+    "grpc_small": "gRPC small requests, 16 in flight (h2load)",
+    "rest-binary": "REST 4 MiB binary uploads",
+    "rest-json": "REST 4 MiB JSON uploads",
+    "grpc-raw": "gRPC 4 MiB raw uploads",
+    "cold_start": "cold start to first answer",
+}
+
+
+def profile_missed(run: Run, summary: dict[str, Any]) -> dict[str, Any]:
+    """A py-spy profile of omi serve (adder) under the load of each missed target (one per load)."""
+    kinds = list(
+        dict.fromkeys(PROFILED[t["key"]] for t in summary["targets"] if t["met"] is False and t["key"] in PROFILED)
+    )
+    spec = run.specs["omi"]
+    profiles: dict[str, Any] = {}
+    for kind in kinds:
+        print(f"profile: {PROFILE_TITLES[kind]}", flush=True)
+        entry: dict[str, Any] = {"title": PROFILE_TITLES[kind]}
+        try:
+            if kind == "cold_start":
+                ports = {"http": harness.free_port(), "grpc": harness.free_port(), "omi": harness.free_port()}
+                entry.update(profiles_module.import_times(spec.command(ports), ports["http"], ADDER_PATH, SMALL_BODY))
+            else:
+                server, ports = spec.server()
+                server.start()
+                try:
+                    harness.first_answer(server, ports["http"], ADDER_PATH, SMALL_BODY)
+                    if kind == "rest_small":
+                        load = functools.partial(_rest_small(16), spec, ports, run.files, run.seconds)
+                    elif kind == "grpc_small":
+                        load = functools.partial(_grpc_small(16), spec, ports, run.files, run.seconds)
+                    else:
+                        load = functools.partial(_upload(kind), spec, ports, run.files, run.seconds)
+                    load()  # warm-up, unsampled
+                    entry.update(profiles_module.record(server, load, run.seconds))
+                finally:
+                    server.stop()
+        except Exception as exc:  # noqa: BLE001 - a profile that fails is said so; the figures stand
+            entry["error"] = f"{type(exc).__name__}: {exc}"[:500]
+            print(f"  profile failed: {entry['error']}", flush=True)
+        profiles[kind] = entry
+    return profiles
+
+
 def _wait_workers(server: Server, count: int, timeout: float = 120.0) -> None:
     """Wait until the supervisor says (at log level info) that ``count`` workers serve."""
     deadline = time.monotonic() + timeout
@@ -476,6 +531,8 @@ def main() -> int:
             cold_starts(run, number)
             scaling(run, number)
             observability(run, number)
+        summary = report.summarize({"servers": specs, "rounds_data": run.data}, FIGURES, OBSERVE_FIGURES)
+        profiles = profile_missed(run, summary) if os.environ.get("BENCH_PROFILES", "1") != "0" else {}
     record = {
         "date": time.strftime("%Y-%m-%d %H:%M", time.localtime(started)),
         "duration_s": round(time.time() - started),
@@ -498,6 +555,7 @@ def main() -> int:
         "rounds_data": run.data,
     }
     record["summary"] = report.summarize(record, FIGURES, OBSERVE_FIGURES)
+    record["profiles"] = profiles
     out.mkdir(parents=True, exist_ok=True)
     (out / "results.json").write_text(json.dumps(record, indent=2, default=_plain) + "\n")
     (out / "RESULTS.md").write_text(report.markdown(record))
