@@ -15,6 +15,8 @@ import importlib
 import os
 import re
 import sys
+import time
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -62,6 +64,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help=f"the longest any one call may take; a call without an answer by then fails (default: {DEFAULT_TIMEOUT:g})",
     )  # fmt: skip
     parser.add_argument(
+        "--wait", type=float, default=0.0, metavar="SECONDS",
+        help="first wait up to this long for the server to say it is ready (REST /v2/health/ready, else gRPC "
+        "ServerReady), for a server just started (default: 0, check at once)",
+    )  # fmt: skip
+    parser.add_argument(
         "--max-body", type=int, default=DEFAULT_MAX_BODY, metavar="BYTES",
         help=f"the largest REST answer or gRPC message accepted (default: {DEFAULT_MAX_BODY} = 64 MiB)",
     )  # fmt: skip
@@ -107,6 +114,8 @@ def run(args: argparse.Namespace) -> int:
     for flag, address in (("--grpc", args.grpc), ("--omi", args.omi)):
         if address is not None and not _valid_address(address):
             return _usage(f"{flag} {address!r} is not HOST:PORT (a gRPC address has no scheme)")
+    if args.wait < 0:
+        return _usage(f"--wait {args.wait:g} is negative")
     if args.max_body < 1:
         return _usage(f"--max-body {args.max_body} is not a positive number of bytes")
     if (args.grpc or args.omi) and not _have_grpc():
@@ -118,13 +127,18 @@ def run(args: argparse.Namespace) -> int:
     report = Report(known=frozenset(args.known_failure))
     names = list(args.model)
     known: dict[str, ModelMeta] = {}
+    deadline = time.monotonic() + args.wait
     if args.url is not None:
         client = RestClient(args.url, timeout=args.timeout, max_body=args.max_body, headers=headers)
+        if args.wait:
+            _wait(lambda: client.get("/v2/health/ready").status == 200, deadline)
         found = run_rest(client, report, names)
         names = names or found.names
         known.update(found.metadata)
     if args.grpc is not None:
         grpc_checks = importlib.import_module("omi_adapters.conformance.grpc_checks")
+        if args.wait and args.url is None:
+            _wait(lambda: grpc_checks.server_ready(args.grpc, timeout=args.timeout, metadata=grpc_metadata), deadline)
         found_grpc: dict[str, ModelMeta] = grpc_checks.run_grpc(
             args.grpc, report, names, timeout=args.timeout, max_message=args.max_body, metadata=grpc_metadata
         )
@@ -136,6 +150,17 @@ def run(args: argparse.Namespace) -> int:
         )
     print(report.to_json() if args.json else _title(args) + "\n" + report.table())
     return 0 if report.passed else 1
+
+
+def _wait(ready: Callable[[], bool], deadline: float) -> None:
+    """Poll ``ready`` until it says so or the deadline passes; the checks then report what they find."""
+    while time.monotonic() < deadline:
+        try:
+            if ready():
+                return
+        except Exception:  # noqa: BLE001, S110 - not up yet (refused, reset, an error status): poll again
+            pass
+        time.sleep(min(0.25, max(0.0, deadline - time.monotonic())))
 
 
 def _title(args: Any) -> str:

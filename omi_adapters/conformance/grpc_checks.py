@@ -28,7 +28,7 @@ from omi_adapters.conformance.tensors import (
 from omi_adapters.protos import open_inference_grpc_pb2 as pb
 from omi_adapters.protos import open_inference_grpc_pb2_grpc as pb_grpc
 
-__all__ = ["CONTENTS_FIELDS", "run_grpc"]
+__all__ = ["CONTENTS_FIELDS", "run_grpc", "server_ready"]
 
 PROTOCOL = "grpc"
 T = TypeVar("T")
@@ -41,6 +41,13 @@ CONTENTS_FIELDS = {
     "FP32": "fp32_contents", "FP64": "fp64_contents", "BYTES": "bytes_contents",
 }  # fmt: skip
 _UNKNOWN_MODEL_CODES = (grpc.StatusCode.NOT_FOUND, grpc.StatusCode.INVALID_ARGUMENT)
+
+
+def server_ready(address: str, *, timeout: float, metadata: Sequence[tuple[str, str]] = ()) -> bool:
+    """One ServerReady call (for ``omi check --wait``); a failed call raises ``grpc.RpcError``."""
+    with grpc.insecure_channel(address) as channel:
+        stub = pb_grpc.GRPCInferenceServiceStub(channel)  # type: ignore[no-untyped-call] # generated
+        return bool(stub.ServerReady(pb.ServerReadyRequest(), timeout=timeout, metadata=tuple(metadata)).ready)
 
 
 class _Stop(Exception):
@@ -173,7 +180,9 @@ class _GrpcChecks:
             return
         self.infer(meta, raw=False)
         self.infer(meta, raw=True)
-        self.wrong_datatype(meta)
+        self.versioned(meta)
+        self.bad_input(meta, "wrong datatype")
+        self.bad_input(meta, "wrong shape")
 
     def infer(self, meta: ModelMeta, raw: bool) -> None:
         """ModelInfer with typed ``contents`` or with ``raw_input_contents``; the reply must match the metadata."""
@@ -181,15 +190,8 @@ class _GrpcChecks:
         if not raw and not meta.json_safe:
             self.add(check, SKIP, "an FP16 or BF16 input has no typed contents (the OIP's gRPC API): see the raw row")
             return
-        request = pb.ModelInferRequest(model_name=meta.name, id=f"omi-check-{uuid.uuid4().hex[:12]}")
-        for t in meta.inputs:
-            shape = concrete_shape(t.shape)
-            tensor = request.inputs.add(name=t.name, datatype=t.datatype, shape=shape)
-            values = sample(t.datatype, shape)
-            if raw:
-                request.raw_input_contents.append(raw_bytes(t.datatype, values))
-            else:
-                _fill(tensor.contents, t.datatype, values)
+        request = _request(meta, raw)
+        request.id = f"omi-check-{uuid.uuid4().hex[:12]}"
         try:
             reply = self.call(self.stub.ModelInfer, request)
         except grpc.RpcError as exc:
@@ -205,20 +207,46 @@ class _GrpcChecks:
             form = "raw" if reply.raw_output_contents else "typed"
             self.add(check, PASS, f"ModelInfer: {outputs} ({form} outputs), id echoed")
 
-    def wrong_datatype(self, meta: ModelMeta) -> None:
-        check = f"wrong datatype [{meta.name}]"
-        request = pb.ModelInferRequest(model_name=meta.name)
-        first, *rest = meta.inputs
+    def versioned(self, meta: ModelMeta) -> None:
+        """The ``version`` fields of ModelMetadata, ModelReady and ModelInfer name a version the metadata lists."""
+        check = f"versioned [{meta.name}]"
+        if not meta.versions:
+            self.add(check, SKIP, "the metadata lists no versions")
+            return
+        version = meta.versions[0]
+        request = _request(meta, raw=True)
+        request.model_version = version
+        try:
+            named = self.call(self.stub.ModelMetadata, pb.ModelMetadataRequest(name=meta.name, version=version)).name
+            ready = self.call(self.stub.ModelReady, pb.ModelReadyRequest(name=meta.name, version=version)).ready
+            reply = self.call(self.stub.ModelInfer, request)
+        except grpc.RpcError as exc:
+            self.failed(check, f"version {version!r}", exc)
+            return
+        problems = [f"ModelMetadata names {named!r}"] if named != meta.name else []
+        problems += [] if ready else ["ModelReady: ready=False"]
+        problems += [f"ModelInfer: {p}" for p in _reply_problems(meta, reply)]
+        if reply.model_version not in ("", version):
+            problems.append(f"ModelInfer: model_version {reply.model_version!r}, asked {version!r}")
+        if problems:
+            self.add(check, FAIL, f"version {version!r}: " + "; ".join(problems))
+        else:
+            self.add(check, PASS, f"version {version!r}: ModelMetadata, ModelReady and ModelInfer answered")
+
+    def bad_input(self, meta: ModelMeta, kind: str) -> None:
+        """An input of the wrong datatype, or of the wrong rank, is the client's error: ``INVALID_ARGUMENT``."""
+        check = f"{kind} [{meta.name}]"
+        request = _request(meta, raw=True)  # raw for every input: no datatype lacks a raw form
+        first, tensor = meta.inputs[0], request.inputs[0]
         shape = concrete_shape(first.shape)
-        datatype, element = wrong_datatype(first.datatype)
-        tensor = request.inputs.add(name=first.name, datatype=datatype, shape=shape)
-        _fill(tensor.contents, datatype, element * math.prod(shape))
-        for t in rest:
-            rest_shape = concrete_shape(t.shape)
-            other = request.inputs.add(name=t.name, datatype=t.datatype, shape=rest_shape)
-            if t.datatype in CONTENTS_FIELDS:
-                _fill(other.contents, t.datatype, sample(t.datatype, rest_shape))
-        what = f"ModelInfer with {first.name} as {datatype} {shape} (declared {first.datatype})"
+        if kind == "wrong datatype":
+            datatype, element = wrong_datatype(first.datatype)
+            tensor.datatype = datatype
+            request.raw_input_contents[0] = raw_bytes(datatype, element * math.prod(shape))
+            what = f"ModelInfer with {first.name} as {datatype} {shape} (declared {first.datatype})"
+        else:
+            tensor.shape.append(1)
+            what = f"ModelInfer with {first.name} as {first.datatype} {[*shape, 1]} (declared {list(first.shape)})"
         codes = (grpc.StatusCode.INVALID_ARGUMENT,)
         code = self.expect_code(check, what, lambda: self.call(self.stub.ModelInfer, request), codes)
         if code is not None:
@@ -263,6 +291,20 @@ class _GrpcChecks:
                 return
             codes.append(f"{rpc} {code.name}")
         self.add(check, PASS, ", ".join(codes))
+
+
+def _request(meta: ModelMeta, raw: bool) -> Any:
+    """A ModelInferRequest of generated inputs, as typed ``contents`` or as ``raw_input_contents``."""
+    request = pb.ModelInferRequest(model_name=meta.name)
+    for t in meta.inputs:
+        shape = concrete_shape(t.shape)
+        tensor = request.inputs.add(name=t.name, datatype=t.datatype, shape=shape)
+        values = sample(t.datatype, shape)
+        if raw:
+            request.raw_input_contents.append(raw_bytes(t.datatype, values))
+        else:
+            _fill(tensor.contents, t.datatype, values)
+    return request
 
 
 def _fill(contents: Any, datatype: str, values: Sequence[Any]) -> None:

@@ -7,7 +7,7 @@ extension documents (binary tensor data, model repository, statistics, model con
 
 from __future__ import annotations
 
-import json
+import functools
 import math
 import uuid
 from collections.abc import Callable, Mapping, Sequence
@@ -16,15 +16,16 @@ from typing import Any
 from omi_adapters.conformance.models import ModelMeta, Models, parse_metadata
 from omi_adapters.conformance.report import FAIL, PASS, SKIP, Report
 from omi_adapters.conformance.rest_client import Answer, CallFailed, RestClient
-from omi_adapters.conformance.tensors import (
-    concrete_shape,
-    flatten,
-    raw_bytes,
-    raw_size_problem,
-    sample,
-    tensor_problems,
-    wrong_datatype,
+from omi_adapters.conformance.rest_messages import (
+    binary_body,
+    binary_inputs,
+    describe_outputs,
+    error_problem,
+    json_inputs,
+    json_object,
+    read_reply,
 )
+from omi_adapters.conformance.tensors import concrete_shape, wrong_datatype
 
 __all__ = ["UNKNOWN_MODEL", "run_rest"]
 
@@ -32,7 +33,6 @@ PROTOCOL = "rest"
 #: A model name no server serves, for the unknown-model checks.
 UNKNOWN_MODEL = "omi-check-no-such-model"
 _BINARY = "binary_tensor_data"
-_HEADER_LENGTH = "Inference-Header-Content-Length"
 
 
 class _Stop(Exception):
@@ -110,7 +110,7 @@ class _RestChecks:
         answer = self.call(check, lambda: self.client.get("/v2"))
         if answer is None:
             return
-        doc = _json_object(answer)
+        doc = json_object(answer)
         if answer.status != 200 or doc is None:
             self.add(check, FAIL, f"GET /v2: expected 200 with a JSON object, got {answer.describe()}")
             return
@@ -215,42 +215,43 @@ class _RestChecks:
         answer = self.call(check, lambda: self.client.get(path))
         if answer is None:
             return False
-        doc = _json_object(answer)
+        doc = json_object(answer)
         if answer.status != 200 or (doc is not None and doc.get("ready") is False):
             self.add(check, FAIL, f"GET {path}: expected 200 (ready), got {answer.describe()}")
             return False
         self.add(check, PASS, f"GET {path}: 200")
         return True
 
-    def infer_json(self, meta: ModelMeta, path: str | None = None, check: str | None = None) -> dict[str, Any] | None:
-        """Inference in JSON with generated inputs; the reply must match the metadata."""
-        check = check or f"infer JSON [{meta.name}]"
-        path = path or f"/v2/models/{meta.name}/infer"
+    def infer_json(self, meta: ModelMeta) -> tuple[str, dict[str, Any]] | None:
+        """Inference in JSON with generated inputs; the reply must match the metadata. Returns (id sent, reply)."""
+        check = f"infer JSON [{meta.name}]"
+        path = f"/v2/models/{meta.name}/infer"
         if not meta.json_safe:
             self.add(check, SKIP, "an FP16 or BF16 input has no JSON form (the OIP's REST API): see the binary rows")
             return None
-        request = {"id": f"omi-check-{uuid.uuid4().hex[:12]}", "inputs": _json_inputs(meta)}
+        request_id = f"omi-check-{uuid.uuid4().hex[:12]}"
+        request = {"id": request_id, "inputs": json_inputs(meta)}
         answer = self.call(check, lambda: self.client.post_json(path, request))
         if answer is None:
             return None
-        reply, problems = _reply(meta, answer)
+        reply, problems = read_reply(meta, answer)
         if problems or reply is None:
             self.add(check, FAIL, f"POST {path}: " + "; ".join(problems))
         else:
-            self.add(check, PASS, f"POST {path}: 200, {_outputs(reply)}")
-        if reply is not None:
-            reply["_sent_id"] = request["id"]
-        return reply
+            self.add(check, PASS, f"POST {path}: 200, {describe_outputs(reply)}")
+        return None if reply is None else (request_id, reply)
 
-    def request_id(self, meta: ModelMeta, reply: Mapping[str, Any] | None) -> None:
+    def request_id(self, meta: ModelMeta, sent: tuple[str, Mapping[str, Any]] | None) -> None:
         """``id``: "if the request has one, the response must echo it" (the OIP's REST API)."""
         check = f"request id [{meta.name}]"
-        if reply is None:
+        if sent is None:
             self.add(check, SKIP, "no JSON inference reply to look at")
-        elif reply.get("id") != reply["_sent_id"]:
-            self.add(check, FAIL, f"sent id {reply['_sent_id']!r}, the reply has id {reply.get('id')!r}")
+            return
+        request_id, reply = sent
+        if reply.get("id") != request_id:
+            self.add(check, FAIL, f"sent id {request_id!r}, the reply has id {reply.get('id')!r}")
         else:
-            self.add(check, PASS, f"id {reply['id']!r} echoed")
+            self.add(check, PASS, f"id {request_id!r} echoed")
 
     def versioned(self, meta: ModelMeta) -> None:
         """The OpenAPI document declares the ``/versions/{v}`` forms of metadata, ready and infer."""
@@ -262,20 +263,20 @@ class _RestChecks:
         base = f"/v2/models/{meta.name}/versions/{version}"
         problems = []
         for path in (base, f"{base}/ready"):
-            answer = self.call(check, lambda path=path: self.client.get(path))  # type: ignore[misc]
+            answer = self.call(check, functools.partial(self.client.get, path))
             if answer is None:
                 return
-            doc = _json_object(answer)
+            doc = json_object(answer)
             if answer.status != 200:
                 problems.append(f"GET {path}: {answer.describe()}")
             elif path == base and (doc is None or doc.get("name") != meta.name):
                 problems.append(f"GET {path}: not metadata named {meta.name!r}: {answer.excerpt()}")
         if meta.json_safe:
-            request = {"inputs": _json_inputs(meta)}
+            request = {"inputs": json_inputs(meta)}
             answer = self.call(check, lambda: self.client.post_json(f"{base}/infer", request))
             if answer is None:
                 return
-            reply, infer_problems = _reply(meta, answer)
+            reply, infer_problems = read_reply(meta, answer)
             problems += [f"POST {base}/infer: {p}" for p in infer_problems]
             if reply is not None and reply.get("model_version", version) != version:
                 problems.append(f"POST {base}/infer: model_version {reply.get('model_version')!r}, asked {version!r}")
@@ -296,18 +297,18 @@ class _RestChecks:
         # Binary outputs alone where the inputs can be JSON: the binary input row checks those.
         parameters = {"binary_data_output": True}
         if meta.json_safe:
-            request = {"inputs": _json_inputs(meta), "parameters": parameters}
+            request = {"inputs": json_inputs(meta), "parameters": parameters}
             answer = self.call(check, lambda: self.client.post_json(path, request))
         else:
-            header = {"inputs": _binary_inputs(meta), "parameters": parameters}
+            header = {"inputs": binary_inputs(meta), "parameters": parameters}
             answer = self.call(check, lambda: self._post_binary(path, header, meta))
         if answer is None:
             return
-        reply, problems = _reply(meta, answer, binary=True)
+        reply, problems = read_reply(meta, answer, binary=True)
         if problems or reply is None:
             self.add(check, FAIL, f"POST {path}: " + "; ".join(problems))
             return
-        self.add(check, PASS, f"POST {path}: 200, {_outputs(reply)}, binary")
+        self.add(check, PASS, f"POST {path}: 200, {describe_outputs(reply)}, binary")
 
     def binary_input(self, meta: ModelMeta) -> None:
         """Inputs as raw bytes (``binary_data_size``) with ``Inference-Header-Content-Length``; a JSON reply."""
@@ -316,27 +317,25 @@ class _RestChecks:
             self.add(check, SKIP, f"the server does not list {_BINARY}")
             return
         path = f"/v2/models/{meta.name}/infer"
-        answer = self.call(check, lambda: self._post_binary(path, {"inputs": _binary_inputs(meta)}, meta))
+        answer = self.call(check, lambda: self._post_binary(path, {"inputs": binary_inputs(meta)}, meta))
         if answer is None:
             return
-        reply, problems = _reply(meta, answer)
+        reply, problems = read_reply(meta, answer)
         if problems or reply is None:
             self.add(check, FAIL, f"POST {path}: " + "; ".join(problems))
             return
-        self.add(check, PASS, f"POST {path}: 200, {_outputs(reply)}")
+        self.add(check, PASS, f"POST {path}: 200, {describe_outputs(reply)}")
 
     def _post_binary(self, path: str, header: Mapping[str, Any], meta: ModelMeta) -> Answer:
-        text = json.dumps(header).encode()
-        blobs = b"".join(raw_bytes(t.datatype, sample(t.datatype, concrete_shape(t.shape))) for t in meta.inputs)
-        headers = {_HEADER_LENGTH: str(len(text)), "Content-Type": "application/octet-stream"}
-        return self.client.request("POST", path, text + blobs, headers)
+        body, headers = binary_body(header, meta)
+        return self.client.request("POST", path, body, headers)
 
     # -- errors ------------------------------------------------------------------------------------
 
     def bad_input(self, meta: ModelMeta, check_name: str) -> None:
         """An input of the wrong datatype, or of the wrong rank, is the client's error: 400 ``{"error"}``."""
         check = f"{check_name} [{meta.name}]"
-        inputs = _json_inputs(meta)
+        inputs = json_inputs(meta)
         first = meta.inputs[0]
         shape = concrete_shape(first.shape)
         if check_name == "wrong datatype":
@@ -352,7 +351,7 @@ class _RestChecks:
             self.expect_error(check, f"POST {path} with {what}", answer, (400,))
 
     def expect_error(self, check: str, what: str, answer: Answer, statuses: Sequence[int]) -> None:
-        problem = _error_problem(answer, statuses)
+        problem = error_problem(answer, statuses)
         if problem:
             self.add(check, FAIL, f"{what}: {problem}")
         else:
@@ -371,7 +370,7 @@ class _RestChecks:
             answer = self.call(check, do)
             if answer is None:
                 return
-            problem = _error_problem(answer, (400, 404))
+            problem = error_problem(answer, (400, 404))
             if problem:
                 problems.append(f"{what}: {problem}")
             statuses.append(str(answer.status))
@@ -403,7 +402,7 @@ class _RestChecks:
         answer = self.call(check, lambda: self.client.get(path))
         if answer is None:
             return
-        doc = _json_object(answer)
+        doc = json_object(answer)
         stats = doc.get("model_stats") if doc is not None else None
         if answer.status != 200 or not isinstance(stats, list) or not all(isinstance(s, Mapping) for s in stats):
             self.add(check, FAIL, f"GET {path}: expected 200 with a model_stats list, got {answer.describe()}")
@@ -427,115 +426,10 @@ class _RestChecks:
         answer = self.call(check, lambda: self.client.get(path))
         if answer is None:
             return
-        doc = _json_object(answer)
+        doc = json_object(answer)
         if answer.status != 200 or doc is None:
             self.add(check, FAIL, f"GET {path}: expected 200 with a JSON object, got {answer.describe()}")
         elif doc.get("name", name) != name:
             self.add(check, FAIL, f"GET {path}: the configuration is named {doc.get('name')!r}")
         else:
             self.add(check, PASS, f"GET {path}: 200, a configuration object")
-
-
-# -- requests and replies ------------------------------------------------------------------------------
-
-
-def _json_inputs(meta: ModelMeta) -> list[dict[str, Any]]:
-    inputs = []
-    for t in meta.inputs:
-        shape = concrete_shape(t.shape)
-        inputs.append({"name": t.name, "datatype": t.datatype, "shape": shape, "data": sample(t.datatype, shape)})
-    return inputs
-
-
-def _binary_inputs(meta: ModelMeta) -> list[dict[str, Any]]:
-    inputs = []
-    for t in meta.inputs:
-        shape = concrete_shape(t.shape)
-        size = len(raw_bytes(t.datatype, sample(t.datatype, shape)))
-        inputs.append(
-            {"name": t.name, "datatype": t.datatype, "shape": shape, "parameters": {"binary_data_size": size}}
-        )
-    return inputs
-
-
-def _json_object(answer: Answer) -> dict[str, Any] | None:
-    try:
-        doc = answer.json()
-    except ValueError:
-        return None
-    return doc if isinstance(doc, dict) else None
-
-
-def _error_problem(answer: Answer, statuses: Sequence[int]) -> str | None:
-    """What is wrong with an error answer: the status, or a body that is not ``{"error": string}``."""
-    doc = _json_object(answer)
-    wanted = " or ".join(map(str, statuses))
-    if answer.status not in statuses:
-        return f'expected {wanted} with {{"error": string}}, got {answer.describe()}'
-    if doc is None or not isinstance(doc.get("error"), str):
-        return f'{answer.status}, but the body is not {{"error": string}}: {answer.excerpt()}'
-    return None
-
-
-def _outputs(reply: Mapping[str, Any]) -> str:
-    return ", ".join(f"{o['name']} {o['datatype']} {o['shape']}" for o in reply["outputs"])
-
-
-def _reply(meta: ModelMeta, answer: Answer, binary: bool = False) -> tuple[dict[str, Any] | None, list[str]]:
-    """Read ``$inference_response`` (with binary outputs when ``binary``); check it against the metadata.
-
-    Returns the reply (None when it is not a JSON object with outputs) and what is wrong with it.
-    """
-    if answer.status != 200:
-        return None, [f"expected 200, got {answer.describe()}"]
-    body, tail = answer.body, b""
-    length = answer.headers.get(_HEADER_LENGTH.lower())
-    if length is not None:
-        if not length.isdigit() or int(length) > len(body):
-            return None, [f"{_HEADER_LENGTH} is {length!r} for a body of {len(body)} bytes"]
-        body, tail = body[: int(length)], body[int(length) :]
-    elif binary:
-        return None, [f"binary outputs were asked for, but the reply has no {_HEADER_LENGTH}: {answer.excerpt()}"]
-    try:
-        doc = json.loads(body)
-    except ValueError:
-        return None, [f"the reply is not JSON: {answer.excerpt()}"]
-    if not isinstance(doc, dict):
-        return None, [f"the reply is not a JSON object: {answer.excerpt()}"]
-    problems = []
-    if doc.get("model_name") != meta.name:
-        problems.append(f"model_name is {doc.get('model_name')!r}, expected {meta.name!r}")
-    outputs = doc.get("outputs")
-    if not isinstance(outputs, list) or not all(
-        isinstance(o, dict) and isinstance(o.get("name"), str) for o in outputs
-    ):
-        return None, [*problems, f"outputs is not a list of named tensors: {answer.excerpt()}"]
-    declared = {t.name: t for t in meta.outputs}
-    got = [o["name"] for o in outputs]
-    if sorted(got) != sorted(declared):
-        problems.append(f"outputs {got}, metadata declares {list(declared)} (all are returned when none are asked)")
-    offset = 0
-    for out in outputs:
-        spec = declared.get(out["name"])
-        if spec is None:
-            continue
-        shape_problems = tensor_problems(spec, out.get("datatype"), out.get("shape"))
-        problems += shape_problems
-        shape = out.get("shape") if not shape_problems else None
-        size = (out.get("parameters") or {}).get("binary_data_size")
-        if binary and size is None:
-            problems.append(f"output {spec.name}: no binary_data_size although binary_data_output was asked")
-        elif size is not None:
-            if not isinstance(size, int) or size < 0 or offset + size > len(tail):
-                problems.append(f"output {spec.name}: binary_data_size {size!r} runs past the {len(tail)} binary bytes")
-                break
-            if shape is not None and (problem := raw_size_problem(spec, shape, tail[offset : offset + size])):
-                problems.append(problem)
-            offset += size
-        elif "data" not in out:
-            problems.append(f"output {spec.name}: no data")
-        elif shape is not None and len(flatten(out["data"])) != math.prod(shape):
-            problems.append(f"output {spec.name}: {len(flatten(out['data']))} elements of data for shape {shape}")
-    if not problems and offset != len(tail):
-        problems.append(f"{len(tail) - offset} bytes after the binary outputs")
-    return doc, problems

@@ -67,9 +67,9 @@ class Handler(BaseHTTPRequestHandler):
 
 
 @contextmanager
-def serve() -> Iterator[str]:
-    """Serve on a free loopback port in a thread; yields ``host:port``."""
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+def serve(port: int = 0) -> Iterator[str]:
+    """Serve on loopback (a free port by default) in a thread; yields ``host:port``."""
+    server = ThreadingHTTPServer(("127.0.0.1", port), Handler)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     try:

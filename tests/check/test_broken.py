@@ -105,7 +105,9 @@ def test_broken_grpc_and_omi_fail_the_rows_they_break(broken_grpc: str) -> None:
     assert result.failed() == {
         ("grpc", "infer typed contents [m]"),
         ("grpc", "infer raw contents [m]"),
+        ("grpc", "versioned [m]"),
         ("grpc", "wrong datatype [m]"),
+        ("grpc", "wrong shape [m]"),
         ("grpc", "unknown model ready"),
         ("grpc", "unknown model"),
         ("omi", "status"),
@@ -114,6 +116,7 @@ def test_broken_grpc_and_omi_fail_the_rows_they_break(broken_grpc: str) -> None:
     typed = result.row("grpc", "infer typed contents [m]")["detail"]
     assert "datatype 'INT32', metadata says FP32" in typed and "the reply has id ''" in typed
     assert "expected INVALID_ARGUMENT, got INTERNAL" in result.row("grpc", "wrong datatype [m]")["detail"]
+    assert "expected INVALID_ARGUMENT, got OK" in result.row("grpc", "wrong shape [m]")["detail"]
     assert result.row("grpc", "unknown model ready")["detail"].endswith("ready=True")
     assert "got UNKNOWN" in result.row("grpc", "unknown model")["detail"]
     assert "500/'Internal Server Error'" in result.row("omi", "status")["detail"]
@@ -121,3 +124,17 @@ def test_broken_grpc_and_omi_fail_the_rows_they_break(broken_grpc: str) -> None:
     assert result.row("omi", "run")["outcome"] == "PASS"
     assert "without an 'error' file" in result.row("omi", "run bad item")["detail"]
     assert result.row("omi", "shutdown")["outcome"] == "SKIP"
+
+
+def test_wait_polls_until_the_server_answers() -> None:
+    port = free_port()
+    args = [sys.executable, "-m", "omi_adapters.cli", "check", f"127.0.0.1:{port}", "--model", "m", "--wait", "60"]
+    with subprocess.Popen(args, cwd=ROOT, env=dict(os.environ), stdout=subprocess.PIPE, text=True) as proc:
+        time.sleep(1.5)  # nothing listens yet: without --wait the first row would fail at once
+        assert proc.poll() is None
+        with broken_oip.serve(port):
+            out, _ = proc.communicate(timeout=60)
+    assert proc.returncode == 1  # the broken server's own failures
+    assert [line.split()[:4] for line in out.splitlines() if "server live" in line] == [
+        ["rest", "server", "live", "PASS"]
+    ]

@@ -31,7 +31,8 @@ def test_every_protocol_passes(served: Served) -> None:
         for check in ("model metadata", "infer JSON", "request id", "versioned paths", "binary output",
                       "binary input", "wrong datatype", "wrong shape"):  # fmt: skip
             assert outcomes["rest", f"{check} [{model}]"] == "PASS"
-        for check in ("model metadata", "model ready", "infer typed contents", "infer raw contents", "wrong datatype"):
+        for check in ("model metadata", "model ready", "infer typed contents", "infer raw contents", "versioned",
+                      "wrong datatype", "wrong shape"):  # fmt: skip
             assert outcomes["grpc", f"{check} [{model}]"] == "PASS"
     assert "404" in result.row("rest", "unknown model")["detail"]
     assert result.row("grpc", "unknown model")["detail"] == "ModelMetadata NOT_FOUND, ModelInfer NOT_FOUND"

@@ -32,6 +32,7 @@ def test_triton_passes_but_for_its_500_on_malformed_json(triton_check_server: An
     for model in ("adder", "text"):
         for check in ("binary output", "binary input", "model config", "versioned paths", "wrong datatype"):
             assert outcomes["rest", f"{check} [{model}]"] == "PASS"
-        assert outcomes["grpc", f"infer raw contents [{model}]"] == "PASS"
+        for check in ("infer raw contents", "infer typed contents", "versioned", "wrong datatype", "wrong shape"):
+            assert outcomes["grpc", f"{check} [{model}]"] == "PASS"
     assert outcomes["rest", "statistics"] == "PASS"
     assert result.row("grpc", "unknown model ready")["detail"].endswith("ready=False")
