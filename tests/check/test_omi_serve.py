@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from tests.check.conftest import DATATYPES, omi_check
-from tests.servers import Served
+from tests.conftest import EXAMPLES
+from tests.servers import Served, serve
 
 ECHOES = tuple(f"echo_{d.lower()}" for d in DATATYPES)
 MODELS = ("adder", "text", "iris", *ECHOES)
@@ -66,3 +69,29 @@ def test_omi_alone_cannot_guess_a_json_input_and_says_so(served: Served) -> None
     run = result.row("omi", "run")
     assert run["outcome"] == "SKIP" and "REST URL" in run["detail"]
     assert result.row("omi", "run bad item")["outcome"] == "PASS"
+
+
+def test_a_token_protected_server_passes_with_its_token(tmp_path: Path) -> None:
+    token = tmp_path / "token"
+    token.write_text("s3cret-token\n")
+    with serve(EXAMPLES / "adder.py", protocols=("rest", "grpc", "omi"), args=("--auth-token-file", str(token))) as srv:
+        srv.wait_ready()
+        addresses = (srv.http_url, "--model", "adder", "--grpc", srv.grpc_url, "--omi", srv.omi_url, "--json")
+        result = omi_check(*addresses, "--auth-token-file", str(token))
+        assert result.returncode == 0, result.stdout + result.stderr
+        without = omi_check(*addresses)
+    assert without.returncode == 1
+    # Health and readiness stay open to probes; metadata, inference and OMI need the token.
+    assert without.row("rest", "server live")["outcome"] == without.row("grpc", "server ready")["outcome"] == "PASS"
+    assert "HTTP 401" in without.row("rest", "model metadata [adder]")["detail"]
+    assert "UNAUTHENTICATED" in without.row("grpc", "model metadata [adder]")["detail"]
+    assert "UNAUTHENTICATED" in without.row("omi", "status")["detail"]
+
+
+def test_omi_alone_sends_text_to_an_input_that_takes_it() -> None:
+    # text's input accepts text/plain: a Run item needs no OIP metadata.
+    with serve(EXAMPLES / "text.py", protocols=("omi",)) as srv:
+        result = omi_check("--omi", srv.omi_url, "--json")
+    assert result.returncode == 0, result.stdout + result.stderr
+    run = result.row("omi", "run")
+    assert run["outcome"] == "PASS" and "TEXT (9 bytes)" in run["detail"] and "UPPER (" in run["detail"]
