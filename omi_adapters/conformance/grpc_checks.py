@@ -67,7 +67,7 @@ def run_grpc(
     options = [("grpc.max_receive_message_length", max_message), ("grpc.max_send_message_length", max_message)]
     with grpc.insecure_channel(address, options=options) as channel:
         stub = pb_grpc.GRPCInferenceServiceStub(channel)  # type: ignore[no-untyped-call] # generated
-        checks = _GrpcChecks(stub, report, timeout, tuple(metadata), address)
+        checks = _GrpcChecks(stub, report, timeout, tuple(metadata), address, max_message)
         try:
             checks.run(model_names)
         except _Stop as stop:
@@ -83,12 +83,14 @@ class _GrpcChecks:
         timeout: float,
         metadata: tuple[tuple[str, str], ...],
         address: str,
+        max_message: int,
     ) -> None:
         self.stub = stub
         self.report = report
         self.timeout = timeout
         self.metadata = metadata
         self.address = address
+        self.max_message = max_message
         self.found: dict[str, ModelMeta] = {}
 
     def add(self, check: str, outcome: Any, detail: str) -> None:
@@ -175,8 +177,8 @@ class _GrpcChecks:
             self.failed(check, "ModelReady", exc)
         else:
             self.add(check, PASS if ready else FAIL, f"ModelReady: ready={ready}")
-        if meta.no_inputs:
-            self.add(f"inference [{meta.name}]", SKIP, meta.no_inputs)
+        if reason := meta.cannot_generate(self.max_message):
+            self.add(f"inference [{meta.name}]", SKIP, reason)
             return
         self.infer(meta, raw=False)
         self.infer(meta, raw=True)

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from omi_adapters.conformance.tensors import DATATYPES, JSON_UNSAFE, TensorMeta
+from omi_adapters.conformance.tensors import DATATYPES, JSON_UNSAFE, TensorMeta, concrete_shape
 
 __all__ = ["ModelMeta", "Models", "parse_metadata"]
 
@@ -21,10 +22,15 @@ class ModelMeta:
     inputs: tuple[TensorMeta, ...]
     outputs: tuple[TensorMeta, ...]
 
-    @property
-    def no_inputs(self) -> str | None:
-        """Why no inference can be made up for this model (None when one can)."""
-        return None if self.inputs else "the metadata declares no inputs: nothing to generate a request from"
+    def cannot_generate(self, limit: int) -> str | None:
+        """Why no request can be made up for this model within ``limit`` bytes (None when one can)."""
+        if not self.inputs:
+            return "the metadata declares no inputs: nothing to generate a request from"
+        # About 16 bytes an element covers JSON text and raw data of every datatype.
+        size = 16 * sum(math.prod(concrete_shape(t.shape)) for t in self.inputs)
+        if size > limit:
+            return f"the smallest request its metadata allows is about {size} bytes, over --max-body {limit}"
+        return None
 
     @property
     def json_safe(self) -> bool:

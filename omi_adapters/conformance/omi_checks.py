@@ -66,7 +66,7 @@ def run_omi(
         if not _status(report, status):
             report.add(PROTOCOL, "run", SKIP, "Status did not describe the model's inputs and outputs")
         else:
-            item = _item(status, known.get(status.model_info.model_name))
+            item = _item(status, known.get(status.model_info.model_name), max_message)
             if isinstance(item, str):
                 report.add(PROTOCOL, "run", SKIP, item)
             else:
@@ -114,9 +114,11 @@ def _status(report: Report, status: Any) -> bool:
     return True
 
 
-def _item(status: Any, meta: ModelMeta | None) -> dict[str, bytes] | str:
+def _item(status: Any, meta: ModelMeta | None, limit: int) -> dict[str, bytes] | str:
     """One input item made from Status (and OIP metadata when known), or why none can be made."""
-    tensors = {t.name: t for t in meta.inputs} if meta is not None else {}
+    # Too large to generate: raw text may still do; a JSON or .npy input then says why it cannot.
+    too_large = meta.cannot_generate(limit) if meta is not None else None
+    tensors = {t.name: t for t in meta.inputs} if meta is not None and not too_large else {}
     item = {}
     for x in status.inputs:
         types = list(x.accepted_media_types)
@@ -133,6 +135,8 @@ def _item(status: Any, meta: ModelMeta | None) -> dict[str, bytes] | str:
             buffer = io.BytesIO()
             np.save(buffer, np.array(sample(tensor.datatype, shape), dtype=DATATYPES[tensor.datatype]).reshape(shape))
             item[x.filename] = buffer.getvalue()
+        elif too_large:
+            return f"input {x.filename!r}: {too_large}"
         else:
             return (
                 f"input {x.filename!r} accepts only {', '.join(types)}, and Status gives no datatype or shape: check "

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import functools
 import math
+import urllib.parse
 import uuid
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
@@ -33,6 +34,11 @@ PROTOCOL = "rest"
 #: A model name no server serves, for the unknown-model checks.
 UNKNOWN_MODEL = "omi-check-no-such-model"
 _BINARY = "binary_tensor_data"
+
+
+def _q(segment: str) -> str:
+    """A model name or version as one path segment (a name may hold ``/`` or spaces)."""
+    return urllib.parse.quote(segment, safe="")
 
 
 class _Stop(Exception):
@@ -176,11 +182,11 @@ class _RestChecks:
 
     def model_metadata(self, name: str) -> ModelMeta | None:
         check = f"model metadata [{name}]"
-        answer = self.call(check, lambda: self.client.get(f"/v2/models/{name}"))
+        answer = self.call(check, lambda: self.client.get(f"/v2/models/{_q(name)}"))
         if answer is None:
             return None
         if answer.status != 200:
-            self.add(check, FAIL, f"GET /v2/models/{name}: expected 200, got {answer.describe()}")
+            self.add(check, FAIL, f"GET /v2/models/{_q(name)}: expected 200, got {answer.describe()}")
             return None
         try:
             meta, problems = parse_metadata(answer.json(), name)
@@ -195,9 +201,9 @@ class _RestChecks:
 
     def model_checks(self, meta: ModelMeta) -> None:
         name = meta.name
-        self.ready(f"model ready [{name}]", f"/v2/models/{name}/ready")
-        if meta.no_inputs:
-            self.add(f"inference [{name}]", SKIP, meta.no_inputs)
+        self.ready(f"model ready [{name}]", f"/v2/models/{_q(name)}/ready")
+        if reason := meta.cannot_generate(self.client.max_body):
+            self.add(f"inference [{name}]", SKIP, reason)
             if "model_configuration" in self.extensions:
                 self.model_config(name)
             return
@@ -225,7 +231,7 @@ class _RestChecks:
     def infer_json(self, meta: ModelMeta) -> tuple[str, dict[str, Any]] | None:
         """Inference in JSON with generated inputs; the reply must match the metadata. Returns (id sent, reply)."""
         check = f"infer JSON [{meta.name}]"
-        path = f"/v2/models/{meta.name}/infer"
+        path = f"/v2/models/{_q(meta.name)}/infer"
         if not meta.json_safe:
             self.add(check, SKIP, "an FP16 or BF16 input has no JSON form (the OIP's REST API): see the binary rows")
             return None
@@ -260,7 +266,7 @@ class _RestChecks:
             self.add(check, SKIP, "the metadata lists no versions")
             return
         version = meta.versions[0]
-        base = f"/v2/models/{meta.name}/versions/{version}"
+        base = f"/v2/models/{_q(meta.name)}/versions/{_q(version)}"
         problems = []
         for path in (base, f"{base}/ready"):
             answer = self.call(check, functools.partial(self.client.get, path))
@@ -293,7 +299,7 @@ class _RestChecks:
         if _BINARY not in self.extensions:
             self.add(check, SKIP, f"the server does not list {_BINARY}")
             return
-        path = f"/v2/models/{meta.name}/infer"
+        path = f"/v2/models/{_q(meta.name)}/infer"
         # Binary outputs alone where the inputs can be JSON: the binary input row checks those.
         parameters = {"binary_data_output": True}
         if meta.json_safe:
@@ -316,7 +322,7 @@ class _RestChecks:
         if _BINARY not in self.extensions:
             self.add(check, SKIP, f"the server does not list {_BINARY}")
             return
-        path = f"/v2/models/{meta.name}/infer"
+        path = f"/v2/models/{_q(meta.name)}/infer"
         answer = self.call(check, lambda: self._post_binary(path, {"inputs": binary_inputs(meta)}, meta))
         if answer is None:
             return
@@ -345,7 +351,7 @@ class _RestChecks:
         else:
             inputs[0] = {**inputs[0], "shape": [*shape, 1]}
             what = f"{first.name} as {first.datatype} {[*shape, 1]} (declared {list(first.shape)})"
-        path = f"/v2/models/{meta.name}/infer"
+        path = f"/v2/models/{_q(meta.name)}/infer"
         answer = self.call(check, lambda: self.client.post_json(path, {"inputs": inputs}))
         if answer is not None:
             self.expect_error(check, f"POST {path} with {what}", answer, (400,))
@@ -384,7 +390,7 @@ class _RestChecks:
         if name is None:
             self.add(check, SKIP, "needs a model to send it to")
             return
-        path = f"/v2/models/{name}/infer"
+        path = f"/v2/models/{_q(name)}/infer"
         body = b'{"inputs": [{"name": '
         answer = self.call(check, lambda: self.client.request("POST", path, body, {"Content-Type": "application/json"}))
         if answer is not None:
@@ -422,7 +428,7 @@ class _RestChecks:
     def model_config(self, name: str) -> None:
         """Triton's model configuration extension: ``GET /v2/models/{m}/config`` -> a ``ModelConfig`` object."""
         check = f"model config [{name}]"
-        path = f"/v2/models/{name}/config"
+        path = f"/v2/models/{_q(name)}/config"
         answer = self.call(check, lambda: self.client.get(path))
         if answer is None:
             return

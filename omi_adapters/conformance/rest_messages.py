@@ -45,6 +45,7 @@ def binary_body(header: Mapping[str, Any], meta: ModelMeta) -> tuple[bytes, dict
 
 
 def json_inputs(meta: ModelMeta) -> list[dict[str, Any]]:
+    """Every input as ``$request_input`` with generated JSON data (each -1 dimension 1)."""
     inputs = []
     for t in meta.inputs:
         shape = concrete_shape(t.shape)
@@ -53,6 +54,7 @@ def json_inputs(meta: ModelMeta) -> list[dict[str, Any]]:
 
 
 def binary_inputs(meta: ModelMeta) -> list[dict[str, Any]]:
+    """Every input as ``$request_input`` whose data follows the header (``binary_data_size``, no ``data``)."""
     inputs = []
     for t in meta.inputs:
         shape = concrete_shape(t.shape)
@@ -64,6 +66,7 @@ def binary_inputs(meta: ModelMeta) -> list[dict[str, Any]]:
 
 
 def json_object(answer: Answer) -> dict[str, Any] | None:
+    """The body as a JSON object, or None when it is not one."""
     try:
         doc = answer.json()
     except ValueError:
@@ -83,6 +86,7 @@ def error_problem(answer: Answer, statuses: Sequence[int]) -> str | None:
 
 
 def describe_outputs(reply: Mapping[str, Any]) -> str:
+    """``Y FP32 [1, 3], label BYTES [1]``."""
     return ", ".join(f"{o['name']} {o['datatype']} {o['shape']}" for o in reply["outputs"])
 
 

@@ -81,7 +81,8 @@ def raw_bytes(datatype: str, values: Sequence[Any]) -> bytes:
         # bfloat16 is the upper half of a float32; the sample values are exact in it.
         return (np.asarray(values, dtype="<f4").view("<u4") >> 16).astype("<u2").tobytes()
     dtype = DATATYPES[datatype]
-    assert dtype is not None
+    if dtype is None:
+        raise ValueError(f"no raw form for {datatype}")
     return np.asarray(values, dtype=dtype).tobytes()
 
 

@@ -1,6 +1,7 @@
 """A small OIP REST server that breaks the protocol on purpose, for ``omi check`` to catch.
 
-It serves one model ``m`` (``X FP32 [-1, 2]`` -> ``Y FP32 [-1, 2]``) and gets these wrong:
+It serves one model ``m`` (``X FP32 [-1, 2]`` -> ``Y FP32 [-1, 2]``), whose metadata ``huge``
+shares but for an input too large to send, and gets these wrong:
 the reply's output datatype (FP64), the request ``id`` (not echoed), an input of the wrong
 datatype (accepted), an unknown model (500 with a text body) and malformed JSON (400 with
 ``{"message"}`` instead of ``{"error"}``). Everything else it gets right, so those rows pass.
@@ -23,6 +24,8 @@ METADATA = {
     "outputs": [{"name": "Y", "datatype": "FP32", "shape": [-1, 2]}],
 }
 MODEL_PATHS = ("/v2/models/m", "/v2/models/m/versions/1")
+#: A model whose smallest request would be 4 GB of FP32.
+HUGE = {**METADATA, "name": "huge", "inputs": [{"name": "X", "datatype": "FP32", "shape": [1_000_000, 1000]}]}
 
 
 class Handler(BaseHTTPRequestHandler):
@@ -45,6 +48,8 @@ class Handler(BaseHTTPRequestHandler):
             self.send(200, {"name": "broken", "version": "0", "extensions": []})
         elif path in MODEL_PATHS:
             self.send(200, METADATA)
+        elif path == "/v2/models/huge":
+            self.send(200, HUGE)
         else:
             self.send(500, b"Internal Server Error", "text/plain")
 

@@ -46,6 +46,13 @@ def test_broken_server_fails_the_rows_it_breaks(broken: str) -> None:
     assert """not {"error": string}: '{"message": "bad JSON"}'""" in result.row("rest", "malformed JSON")["detail"]
 
 
+def test_no_request_is_made_up_beyond_max_body(broken: str) -> None:
+    result = omi_check(broken, "--model", "huge", "--json")
+    row = result.row("rest", "inference [huge]")
+    assert row["outcome"] == "SKIP" and "over --max-body 67108864" in row["detail"]
+    assert result.row("rest", "model metadata [huge]")["outcome"] == "PASS"
+
+
 def test_the_table_names_the_failing_checks(broken: str) -> None:
     result = omi_check(broken, "--model", "m")
     assert result.returncode == 1

@@ -17,7 +17,7 @@ def test_triton_passes_but_for_its_500_on_malformed_json(triton_check_server: An
     args = (f"http://{server.http_url}", "--grpc", server.grpc_url, "--json")
     result = omi_check(*args)
     # Triton 2.51 answers a body that is not JSON with 500, a server error, for the client's mistake
-    # (triton-inference-server/server#8762): the one row that fails.
+    # (it reports parse errors as internal ones; triton-inference-server/server#8773): the one row that fails.
     assert result.returncode == 1, result.stdout + result.stderr
     assert result.failed() == {("rest", "malformed JSON")}
     assert "HTTP 500" in result.row("rest", "malformed JSON")["detail"]
