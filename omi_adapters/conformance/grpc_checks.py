@@ -107,7 +107,7 @@ class _GrpcChecks:
             detail = f"{rpc}: {code.name} {exc.details()!r}"
         self.add(check, FAIL, detail)
         if first:
-            raise _Stop(f"{self.address} did not answer ({code.name})")
+            raise _Stop(f"{self.address} failed its first call ({code.name})")
 
     def run(self, model_names: Sequence[str]) -> None:
         try:

@@ -61,7 +61,7 @@ def run_omi(
             status = call(stub.Status, pb.StatusRequest())
         except grpc.RpcError as exc:
             failed("status", "Status", exc)
-            report.add(PROTOCOL, "remaining checks", SKIP, f"not run: {address} did not answer Status")
+            report.add(PROTOCOL, "remaining checks", SKIP, f"not run: {address} failed its Status call")
             return
         if not _status(report, status):
             report.add(PROTOCOL, "run", SKIP, "Status did not describe the model's inputs and outputs")
