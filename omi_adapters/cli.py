@@ -1,4 +1,4 @@
-"""The ``omi`` command: ``inspect``, ``serve`` and ``build`` models.
+"""The ``omi`` command: ``inspect``, ``serve`` and ``build`` models, ``check`` servers.
 
 Each build target lives in its own adapter distribution; the CLI finds it through an explicit
 table (never by import side effects) and says which package to install when it is missing.
@@ -114,6 +114,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     predict.add_argument("targets", nargs="+", metavar="TARGET", help=target_help)
     importlib.import_module("omi_adapters.predict").add_arguments(predict)
 
+    check = commands.add_parser(
+        "check",
+        help="check that an OIP (REST, gRPC) or OMI server, ours or another, follows the protocols",
+        epilog=_check_module().EPILOG,
+        formatter_class=raw,
+    )
+    _check_module().add_arguments(check)
+
     serve = commands.add_parser(
         "serve", help="serve models over OIP REST, OIP gRPC and OMI gRPC", epilog=EXAMPLES["serve"], formatter_class=raw
     )
@@ -143,6 +151,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     args = parser.parse_args(argv)
     try:
+        if args.command == "check":
+            return int(_check_module().run(args))
         if args.command == "serve":
             # With --workers the supervisor runs the workers before (and without) loading a model.
             code = _serve_module().supervise(argv, args)
@@ -197,6 +207,10 @@ def _defaults_from_env(parser: argparse.ArgumentParser, environ: Mapping[str, st
         if action.choices is not None and value not in action.choices:
             parser.error(f"${name}: {text!r} is not one of {', '.join(map(str, action.choices))} (for {long})")
         action.default = value
+
+
+def _check_module() -> ModuleType:
+    return importlib.import_module("omi_adapters.conformance.command")
 
 
 def _serve_module() -> ModuleType:
