@@ -353,11 +353,11 @@ class OipApp:
         header, as Triton's server writes it and tritonclient reads it.
         """
         status, headers, chunks = reply
-        if status != 200:
-            return reply
-        coding = compression.response_encoding(accept)
         length = sum(len(chunk) for chunk in chunks)
-        if coding is None or length < compression.MIN_RESPONSE_BYTES:
+        if status != 200 or length < compression.MIN_RESPONSE_BYTES:
+            return reply  # most replies of most clients, which send Accept-Encoding: not parsed
+        coding = compression.response_encoding(accept)
+        if coding is None:
             return reply
         if length > DECODE_ON_LOOP_BYTES:
             body = await in_thread(self.dataplane.executor, compression.compress, chunks, coding)
