@@ -216,7 +216,7 @@ _OPEN_PATHS = frozenset(
 
 _JSON = (b"content-type", b"application/json")
 _ALLOW_METHODS = b"GET, HEAD, POST, OPTIONS"
-_ALLOW_HEADERS = b"authorization, content-type, inference-header-content-length"
+_ALLOW_HEADERS = b"authorization, content-encoding, content-type, inference-header-content-length"
 _EXPOSE_HEADERS = b"inference-header-content-length"
 _MAX_AGE = b"600"
 

@@ -6,7 +6,8 @@ once, in one table (HTTP status, gRPC status, OMI item failure, Triton ``TritonE
     OmiError
     ├── ConfigurationError      a model declaration or a server setting is wrong
     ├── InvalidInputError       a request does not match the wire format or the contract
-    │   └── PayloadTooLargeError  a request is larger than a declared limit
+    │   ├── PayloadTooLargeError  a request is larger than a declared limit
+    │   └── UnsupportedEncodingError  a body's content coding is not one the server reads
     ├── UnauthenticatedError    the request lacks the server's bearer token
     ├── ModelNotFoundError      no model (or version) of that name is served
     ├── ModelNotReadyError      the model is not loaded (yet)
@@ -40,6 +41,7 @@ __all__ = [
     "PredictError",
     "ServerStoppingError",
     "UnauthenticatedError",
+    "UnsupportedEncodingError",
 ]
 
 
@@ -93,6 +95,13 @@ class PayloadTooLargeError(InvalidInputError):
     """A request is larger than a limit the model or the platform declares."""
 
     code = ErrorCode.RESOURCE_EXHAUSTED
+
+
+class UnsupportedEncodingError(InvalidInputError):
+    """A request body's content coding (HTTP ``Content-Encoding``) is not one the server decodes.
+
+    Its code is ``INVALID_ARGUMENT``; HTTP answers it 415 (RFC 9110, "415 Unsupported Media Type").
+    """
 
 
 class UnauthenticatedError(OmiError):

@@ -1,7 +1,9 @@
 """``omi predict``: one OIP inference request through the same DataPlane as ``omi serve``, no server.
 
 For the development loop: the request is what a client would POST to ``/v2/models/{m}/infer``
-(JSON), the answer is what ``omi serve`` would send back, printed as JSON.
+(JSON), the answer is what ``omi serve`` would send back, printed as JSON. A BYTES output that
+is not UTF-8 text, which ``omi serve`` sends only as binary data, is printed as base64, tagged
+``"content_type": "base64"``.
 """
 
 from __future__ import annotations
@@ -51,7 +53,7 @@ def run(models: Sequence[Model], args: argparse.Namespace) -> int:
         response = asyncio.run(dataplane.infer(name, args.model_version, request))
     finally:
         dataplane.close()
-    sys.stdout.write(oip_json.encode_response(response).decode() + "\n")
+    sys.stdout.write(oip_json.encode_response(response, base64_bytes=True).decode() + "\n")
     return 0
 
 

@@ -20,10 +20,17 @@ from typing import Any
 import orjson
 
 from omi_adapters import tracing
-from omi_adapters.codecs import binary, oip_json
+from omi_adapters.codecs import binary, compression, oip_json
 from omi_adapters.contract import Model
 from omi_adapters.dataplane import DataPlane, in_thread
-from omi_adapters.errors import ErrorCode, InvalidInputError, OmiError, PayloadTooLargeError, ServerStoppingError
+from omi_adapters.errors import (
+    ErrorCode,
+    InvalidInputError,
+    OmiError,
+    PayloadTooLargeError,
+    ServerStoppingError,
+    UnsupportedEncodingError,
+)
 from omi_adapters.limits import Ticket
 from omi_adapters.types import InferenceRequest
 
@@ -54,8 +61,10 @@ METRICS_CONTENT_TYPE = b"text/plain; version=0.0.4; charset=utf-8"
 
 #: Bodies larger than this are refused with 413 before they are read (Triton's default).
 DEFAULT_MAX_BODY_BYTES = 64 * 1024 * 1024
-#: Larger bodies are decoded in a worker thread, so that other requests go on meanwhile.
+#: Larger bodies are decoded (inflated, compressed) in a worker thread, so that other requests go on meanwhile.
 DECODE_ON_LOOP_BYTES = 256 * 1024
+#: A compressed body is inflated in a worker thread this much at a time, its bytes counted in between.
+INFLATE_SLICE_BYTES = 4 * 1024 * 1024
 #: Where the Swagger UI and ReDoc files of /docs and /redoc are served from.
 DOCS_ASSETS = "/docs-assets"
 #: The ASGI scope extension through which the HTTP protocol reports a client that went away.
@@ -149,7 +158,12 @@ def _error(exc: OmiError) -> Reply:
     headers = list(_JSON)
     if exc.retry_after is not None:
         headers.append((b"retry-after", str(max(1, round(exc.retry_after))).encode()))
-    return HTTP_STATUS[exc.code], headers, [orjson.dumps({"error": exc.message})]
+    status = HTTP_STATUS[exc.code]
+    if isinstance(exc, UnsupportedEncodingError):
+        # RFC 9110 15.5.16 and RFC 7694: a coding the server does not read is 415, listing those it does.
+        status = 415
+        headers.append((b"accept-encoding", compression.ACCEPTED.encode()))
+    return status, headers, [orjson.dumps({"error": exc.message})]
 
 
 def _internal(exc: BaseException) -> Reply:
@@ -279,13 +293,16 @@ class OipApp:
         code: ErrorCode | None = None
         size = 0
         ids: list[str | None] | None = [] if self.access_log is not None else None
-        header = None
-        declared = None
+        header = declared = encoding = accept = None
         for key, value in scope["headers"]:
             if key == b"inference-header-content-length":
                 header = value
             elif key == b"content-length":
                 declared = value
+            elif key == b"content-encoding":
+                encoding = value
+            elif key == b"accept-encoding":
+                accept = value
         extensions = scope.get("extensions") or {}
         disconnected = answering = False
         hooks = extensions.get(ON_DISCONNECT)
@@ -309,14 +326,19 @@ class OipApp:
                 raise PayloadTooLargeError(
                     f"request body of {size} bytes exceeds the limit of {self.max_body_bytes} bytes (--max-message-bytes)"
                 )
+            coding = compression.request_encoding(encoding) if encoding is not None else None
             ticket = self.dataplane.admit(size)
             body = await self.read_body(receive, None if size else ticket)
             if body is None:
                 return  # the client went away
             size = len(body)
+            if coding is not None:
+                body = await self._inflate(coding, body, ticket)
             if model is None:
                 model = self.dataplane.get(name, version)  # raises: no such model
             reply = await self.endpoints.infer_model(model, header, body, extensions.get(TIMEOUT), ids)
+            if accept is not None:
+                reply = await self._compress(reply, accept)
         except OmiError as exc:
             code = exc.code
             reply = _error(exc)
@@ -351,6 +373,41 @@ class OipApp:
                 model.version if model else version or "", outcome, seconds, size, sent,
                 ids[0] if ids else None, f"{client[0]}:{client[1]}" if client else None,
             )  # fmt: skip
+
+    async def _inflate(self, coding: str, body: bytes, ticket: Ticket) -> bytes:
+        """The body of a request sent with ``Content-Encoding``, inflated within the body limit.
+
+        What it inflates to is held in flight as well (``--max-inflight-bytes``), counted a slice
+        at a time; past the first slice it is inflated in a worker thread.
+        """
+        inflater = compression.Inflater(coding, body, self.max_body_bytes)
+        inflater.inflate(DECODE_ON_LOOP_BYTES)
+        ticket.grow(inflater.size)
+        while not inflater.done:
+            made = await in_thread(self.dataplane.executor, inflater.inflate, INFLATE_SLICE_BYTES)
+            ticket.grow(made)
+        return inflater.result()
+
+    async def _compress(self, reply: Reply, accept: bytes) -> Reply:
+        """``reply`` compressed as the request's ``Accept-Encoding`` prefers, when worth it.
+
+        Only successful answers of at least :data:`~omi_adapters.codecs.compression.MIN_RESPONSE_BYTES`
+        are compressed. ``Inference-Header-Content-Length`` keeps counting the uncompressed JSON
+        header, as Triton's server writes it and tritonclient reads it.
+        """
+        status, headers, chunks = reply
+        length = sum(len(chunk) for chunk in chunks)
+        if status != 200 or length < compression.MIN_RESPONSE_BYTES:
+            return reply  # most replies of most clients, which send Accept-Encoding: not parsed
+        coding = compression.response_encoding(accept)
+        if coding is None:
+            return reply
+        if length > DECODE_ON_LOOP_BYTES:
+            body = await in_thread(self.dataplane.executor, compression.compress, chunks, coding)
+        else:
+            body = compression.compress(chunks, coding)
+        headers += [(b"content-encoding", coding.encode()), (b"vary", b"accept-encoding")]
+        return status, headers, [body]
 
     async def read_body(self, receive: Receive, ticket: Ticket | None = None) -> bytes | None:
         """Read the request body (its size checked before reading it), ``None`` if the client went away.

@@ -13,7 +13,14 @@ from typing import Any
 import numpy as np
 import orjson
 
-from omi_adapters.codecs.oip_json import BinaryReader, loads, output_to_dict, request_from_dict, response_to_dict
+from omi_adapters.codecs.oip_json import (
+    BinaryReader,
+    is_text,
+    loads,
+    output_to_dict,
+    request_from_dict,
+    response_to_dict,
+)
 from omi_adapters.codecs.tensors import from_raw, to_raw
 from omi_adapters.errors import InvalidInputError
 from omi_adapters.types import WIRE_DTYPES, InferenceRequest, InferenceResponse, InputTensor
@@ -83,24 +90,38 @@ def _infer_shape(datatype: str, declared: tuple[int, ...], size: int, where: str
 
 
 def wants_binary(request: InferenceRequest) -> dict[str, bool]:
-    """Which outputs go back as binary: per-output ``binary_data``, else ``binary_data_output``."""
+    """Which outputs go back as binary: ``"*"`` is ``binary_data_output``, and each output the
+    request names with a ``binary_data`` flag has that flag (the others follow ``"*"``)."""
     default = bool(request.parameters.get("binary_data_output", False))
     chosen: dict[str, bool] = {}
     for output in request.outputs or ():
         flag = output.parameters.get("binary_data")
-        chosen[output.name] = default if flag is None else bool(flag)
+        if flag is not None:
+            chosen[output.name] = bool(flag)
     return {"*": default, **chosen}
 
 
 def encode_response(
     response: InferenceResponse, binary: dict[str, bool]
 ) -> tuple[list[bytes | memoryview], int | None]:
-    """Encode a response; returns the body chunks and the JSON header length (None: JSON only)."""
+    """Encode a response; returns the body chunks and the JSON header length (None: JSON only).
+
+    A BYTES output that is not UTF-8 text cannot go in JSON (see :func:`oip_json.output_to_dict`).
+    When the request asked for some output as binary, its client reads binary outputs, so such an
+    output goes as binary too, unless the request asked for it as JSON by name
+    (``"binary_data": false``); otherwise the request is refused, naming the output and the fix.
+    (Triton's server writes such bytes into the JSON as they are, which tritonclient fails to read.)
+    """
     default = binary.get("*", False)
+    reads_binary = any(binary.values())
     outputs: list[dict[str, Any]] = []
     chunks: list[bytes | memoryview] = []
     for output in response.outputs:
-        if binary.get(output.name, default):
+        chosen = binary.get(output.name)
+        as_binary = default if chosen is None else chosen
+        if not as_binary and chosen is None and reads_binary and not is_text(output):
+            as_binary = True
+        if as_binary:
             raw = to_raw(output.datatype, output.data)
             obj: dict[str, Any] = {"name": output.name, "datatype": output.datatype, "shape": list(output.shape)}
             obj["parameters"] = {**output.parameters, "binary_data_size": len(raw)}

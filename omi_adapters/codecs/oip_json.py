@@ -46,7 +46,9 @@ __all__ = [
     "data_from_json",
     "decode_request",
     "encode_response",
+    "is_text",
     "loads",
+    "not_text_message",
     "output_to_dict",
     "request_from_dict",
     "response_to_dict",
@@ -87,7 +89,14 @@ def loads(document: bytes | memoryview, what: str = "request body") -> Any:
     try:
         return orjson.loads(document)
     except orjson.JSONDecodeError as exc:
-        raise InvalidInputError(f"{what} is not valid JSON: {exc}") from None
+        hint = ""
+        if "UTF-8" in str(exc):
+            # JSON is text: BYTES that are not UTF-8 have two unambiguous ways in.
+            hint = (
+                "; BYTES data that is not UTF-8 text goes as binary data (binary_data_size, the binary "
+                'tensor data extension) or as base64 strings with "parameters": {"content_type": "base64"}'
+            )
+        raise InvalidInputError(f"{what} is not valid JSON: {exc}{hint}") from None
 
 
 def decode_request(document: bytes | memoryview) -> InferenceRequest:
@@ -298,8 +307,15 @@ def _flatten(data: list[Any], shape: tuple[int, ...], depth: int, out: list[Any]
             out.append(item)
 
 
-def output_to_dict(output: OutputTensor) -> dict[str, Any]:
-    """A ``$response_output`` whose ``data`` orjson serializes (numpy arrays, flat)."""
+def output_to_dict(output: OutputTensor, *, base64_bytes: bool = False) -> dict[str, Any]:
+    """A ``$response_output`` whose ``data`` orjson serializes (numpy arrays, flat).
+
+    JSON carries BYTES as strings, so a BYTES output holding an element that is not UTF-8 text
+    cannot go in it: Triton's clients and KServe's would read something else than the model
+    returned. It raises :class:`InvalidInputError` naming the output and the fix (ask for it as
+    binary data), unless ``base64_bytes``: then every element of such an output is base64, tagged
+    ``"content_type": "base64"`` (for a reader that knows the tag, such as ``omi predict``'s).
+    """
     obj: dict[str, Any] = {"name": output.name, "datatype": output.datatype, "shape": list(output.shape)}
     parameters = dict(output.parameters)
     data = output.data
@@ -308,7 +324,8 @@ def output_to_dict(output: OutputTensor) -> dict[str, Any]:
         try:
             obj["data"] = [item.decode("utf-8") for item in items]
         except UnicodeDecodeError:
-            # Not text: send every element as base64 and say so, as KServe and MLServer read it.
+            if not base64_bytes:
+                raise InvalidInputError(not_text_message(output.name, items)) from None
             obj["data"] = [base64.b64encode(item).decode("ascii") for item in items]
             parameters["content_type"] = "base64"
     else:
@@ -320,8 +337,34 @@ def output_to_dict(output: OutputTensor) -> dict[str, Any]:
     return obj
 
 
-def response_to_dict(response: InferenceResponse, outputs: Sequence[dict[str, Any]] | None = None) -> dict[str, Any]:
-    """A ``$inference_response`` object; ``outputs`` defaults to every output as JSON data."""
+def is_text(output: OutputTensor) -> bool:
+    """Whether JSON can carry ``output``: not BYTES, or BYTES whose every element is UTF-8 text."""
+    return output.datatype != "BYTES" or all(_utf8(bytes(item)) for item in output.data.reshape(-1))
+
+
+def _utf8(item: bytes) -> bool:
+    try:
+        item.decode("utf-8")
+    except UnicodeDecodeError:
+        return False
+    return True
+
+
+def not_text_message(name: str, items: Sequence[bytes]) -> str:
+    """Why BYTES output ``name`` cannot go in JSON, and how to ask for it instead."""
+    index = next((i for i, item in enumerate(items) if not _utf8(item)), 0)
+    return (
+        f"output '{name}': BYTES element {index} is not UTF-8 text, which JSON cannot carry; request the "
+        'output as binary data: "binary_data": true in its entry of the request\'s "outputs", or '
+        '"binary_data_output": true in the request\'s "parameters" (the binary tensor data extension; '
+        "tritonclient: InferRequestedOutput(name, binary_data=True))"
+    )
+
+
+def response_to_dict(
+    response: InferenceResponse, outputs: Sequence[dict[str, Any]] | None = None, *, base64_bytes: bool = False
+) -> dict[str, Any]:
+    """A ``$inference_response`` object; ``outputs`` defaults to every output as JSON data (see :func:`output_to_dict`)."""
     obj: dict[str, Any] = {"model_name": response.model_name}
     if response.model_version is not None:
         obj["model_version"] = response.model_version
@@ -329,10 +372,12 @@ def response_to_dict(response: InferenceResponse, outputs: Sequence[dict[str, An
         obj["id"] = response.id
     if response.parameters:
         obj["parameters"] = response.parameters
-    obj["outputs"] = list(outputs) if outputs is not None else [output_to_dict(o) for o in response.outputs]
+    if outputs is None:
+        outputs = [output_to_dict(o, base64_bytes=base64_bytes) for o in response.outputs]
+    obj["outputs"] = list(outputs)
     return obj
 
 
-def encode_response(response: InferenceResponse) -> bytes:
-    """The JSON body of an inference response."""
-    return orjson.dumps(response_to_dict(response), option=orjson.OPT_SERIALIZE_NUMPY)
+def encode_response(response: InferenceResponse, *, base64_bytes: bool = False) -> bytes:
+    """The JSON body of an inference response (see :func:`output_to_dict` for ``base64_bytes``)."""
+    return orjson.dumps(response_to_dict(response, base64_bytes=base64_bytes), option=orjson.OPT_SERIALIZE_NUMPY)
