@@ -249,6 +249,28 @@ class Model:
         """Load now; after a failed load, only ``retry=True`` runs the loader again."""
         self._loader.load(retry=retry)
 
+    @property
+    def unloaded(self) -> bool:
+        """Taken out of service by :meth:`unload` (until :meth:`reload`)."""
+        return self._loader.unloaded
+
+    @property
+    def load_count(self) -> int:
+        """Loads run to their end so far, successful or not."""
+        return self._loader.loads
+
+    def check_in_service(self) -> None:
+        """Raise :class:`~omi_adapters.errors.ModelUnloadedError` if the model is unloaded."""
+        self._loader.check_in_service()
+
+    def reload(self) -> None:
+        """Run the loader again (a ready model serves on meanwhile, and if it fails); serve again if unloaded."""
+        self._loader.reload()
+
+    def unload(self) -> None:
+        """Take the model out of service: not ready, every request refused, until :meth:`reload`."""
+        self._loader.unload()
+
     def load_in_background(self) -> None:
         """Start loading in a thread now, unless a load has already started."""
         self._loader.load_in_background()

@@ -60,7 +60,8 @@ SERVER_NAME = "omi-adapters"
 #: The names of the threads that run sync predict functions (and loads) start with this.
 PREDICT_THREAD_PREFIX = "omi-predict"
 #: Reported by server metadata: the Triton conventions this server follows (Triton's protocol extensions).
-EXTENSIONS = ("binary_tensor_data",)
+#: ``statistics`` is added when the metrics are recorded (they are its figures).
+EXTENSIONS = ("binary_tensor_data", "model_configuration", "model_repository")
 
 log = logging.getLogger("omi_adapters")
 T = TypeVar("T")
@@ -182,8 +183,12 @@ class DataPlane:
         return not limit or all(g.stalled_for() <= limit for g in self._gates.values())
 
     def ready(self) -> bool:
-        """Every model can take requests now (see :meth:`model_ready`)."""
-        return all(self.model_ready(m) for m in self.models)
+        """Every model in service can take requests now (see :meth:`model_ready`).
+
+        A model taken out of service (the model repository extension's unload) does not count,
+        as Triton counts only the models it has loaded.
+        """
+        return all(self.model_ready(m) for m in self.models if not m.unloaded)
 
     def model_ready(self, model: Model) -> bool:
         """The model is loaded and can serve now (not stalled).
@@ -213,11 +218,15 @@ class DataPlane:
 
     def server_metadata(self) -> dict[str, Any]:
         """``$metadata_server_response``."""
-        return {"name": SERVER_NAME, "version": __version__, "extensions": list(EXTENSIONS)}
+        extensions = list(EXTENSIONS)
+        if getattr(self.observer, "collect_registry", None) is not None:
+            extensions.append("statistics")
+        return {"name": SERVER_NAME, "version": __version__, "extensions": extensions}
 
     def model_metadata(self, name: str, version: str | None = None) -> dict[str, Any]:
         """``$metadata_model_response`` (the OIP's model metadata)."""
         model = self.get(name, version)
+        model.check_in_service()  # as Triton, which knows no unloaded model
         return {
             "name": model.name,
             "versions": list(self._models[model.name]),
