@@ -18,7 +18,7 @@ import time
 from collections.abc import Awaitable, Iterable
 from typing import Any, TypeVar
 
-from omi_adapters import __version__
+from omi_adapters import __version__, classification
 from omi_adapters.batching import Batcher
 from omi_adapters.contract import Model
 from omi_adapters.errors import (
@@ -61,7 +61,7 @@ SERVER_NAME = "omi-adapters"
 PREDICT_THREAD_PREFIX = "omi-predict"
 #: Reported by server metadata: the Triton conventions this server follows (Triton's protocol extensions).
 #: ``statistics`` is added when the metrics are recorded (they are its figures).
-EXTENSIONS = ("binary_tensor_data", "model_configuration", "model_repository")
+EXTENSIONS = ("binary_tensor_data", "classification", "model_configuration", "model_repository")
 
 log = logging.getLogger("omi_adapters")
 T = TypeVar("T")
@@ -424,7 +424,29 @@ def _response(
         for spec in model.outputs
         if names is None or spec.name in names
     ]
+    if request.outputs is not None and any(classification.PARAMETER in o.parameters for o in request.outputs):
+        tensors = _classified(model, request, tensors)
     return InferenceResponse(model_name=model.name, model_version=model.version, outputs=tensors, id=request.id)
+
+
+def _classified(model: Model, request: InferenceRequest, tensors: list[OutputTensor]) -> list[OutputTensor]:
+    """The outputs asked for with ``classification: k`` as their top ``k`` classes (Triton's classification extension)."""
+    counts = {
+        o.name: o.parameters[classification.PARAMETER]
+        for o in request.outputs or ()
+        if classification.PARAMETER in o.parameters
+    }
+    specs = {spec.name: spec for spec in model.outputs}
+    answered = []
+    for tensor in tensors:
+        k = counts.get(tensor.name)
+        if k is not None:
+            data = classification.classify(
+                tensor.data, int(k), batched=model.max_batch_size > 0, labels=specs[tensor.name].labels
+            )
+            tensor = OutputTensor(name=tensor.name, datatype="BYTES", shape=data.shape, data=data)
+        answered.append(tensor)
+    return answered
 
 
 async def _outcome(run: Awaitable[InferenceResponse]) -> InferenceResponse | OmiError:
@@ -444,6 +466,9 @@ def _requested_names(model: Model, request: InferenceRequest) -> set[str] | None
             raise InvalidInputError(
                 f"unknown output '{output.name}' requested; model '{model.name}' has: {', '.join(sorted(declared))}"
             )
+        if classification.PARAMETER in output.parameters:
+            spec = next(t for t in model.outputs if t.name == output.name)
+            classification.class_count(output.parameters[classification.PARAMETER], output.name, spec.datatype)
         names.add(output.name)
     return names
 

@@ -1,4 +1,4 @@
-"""Triton's model configuration and model repository extensions, driven with
+"""Triton's model configuration, model repository and classification extensions, driven with
 tritonclient over HTTP and gRPC against a real ``omi serve``; the configuration compared with the
 ``config.pbtxt`` that ``omi build triton`` writes for the same models, and the new messages of
 ``protos/`` with Triton's own (in separate processes: both register the ``inference`` package).
@@ -146,7 +146,7 @@ def test_server_metadata_lists_the_extensions(
     clients: tuple[httpclient.InferenceServerClient, grpcclient.InferenceServerClient],
 ) -> None:
     http, rpc = clients
-    expected = {"binary_tensor_data", "model_configuration", "model_repository", "statistics"}
+    expected = {"binary_tensor_data", "classification", "model_configuration", "model_repository", "statistics"}
     assert set(http.get_server_metadata()["extensions"]) == expected
     assert set(rpc.get_server_metadata().extensions) == expected
 
@@ -280,10 +280,69 @@ def test_repository_calls_of_an_unknown_model_or_with_unsupported_parameters_are
     assert http.is_model_ready("scores") is True
 
 
+# --- classification ------------------------------------------------------------------------------
+
+
 def _scores_input() -> httpclient.InferInput:
     tensor = httpclient.InferInput("X", [3], "FP32")
     tensor.set_data_from_numpy(np.array([0.1, 0.7, 0.2], dtype=np.float32))
     return tensor
+
+
+@pytest.mark.parametrize("binary", [False, True])
+def test_classification_over_http_with_and_without_labels(
+    clients: tuple[httpclient.InferenceServerClient, grpcclient.InferenceServerClient], binary: bool
+) -> None:
+    http, _ = clients
+    outputs = [
+        httpclient.InferRequestedOutput("LABELLED", binary_data=binary, class_count=2),
+        httpclient.InferRequestedOutput("PLAIN", binary_data=binary, class_count=5),
+    ]
+    result = http.infer("scores", [_scores_input()], outputs=outputs)
+    # tritonclient gives JSON strings as str, binary ones as bytes.
+    texts = {
+        name: [v.decode() if binary else v for v in result.as_numpy(name).tolist()] for name in ("LABELLED", "PLAIN")
+    }
+    assert texts["LABELLED"] == ["0.700000:1:dog", "0.200000:2:bird"]
+    assert texts["PLAIN"] == ["7:1", "2:2", "1:0"]  # k past the classes: all of them
+    assert result.get_output("LABELLED")["datatype"] == "BYTES"
+    assert result.get_output("PLAIN")["shape"] == [3]
+
+
+def test_classification_over_grpc_of_a_batch_is_batch_by_k(
+    clients: tuple[httpclient.InferenceServerClient, grpcclient.InferenceServerClient],
+) -> None:
+    _, rpc = clients
+    tensor = grpcclient.InferInput("X", [2, 3], "FP32")
+    tensor.set_data_from_numpy(np.array([[0.1, 0.7, 0.2], [0.5, 0.0, 0.5]], dtype=np.float32))
+    result = rpc.infer("batched_scores", [tensor], outputs=[grpcclient.InferRequestedOutput("Y", class_count=2)])
+    y = result.as_numpy("Y")
+    assert y.shape == (2, 2)
+    # Each row on its own; equal values in index order.
+    assert y.tolist() == [[b"0.700000:1:dog", b"0.200000:2:bird"], [b"0.500000:0:cat", b"0.500000:2:bird"]]
+
+    plain = grpcclient.InferInput("X", [3], "FP32")
+    plain.set_data_from_numpy(np.array([3, 1, 2], dtype=np.float32))
+    unlabelled = rpc.infer("scores", [plain], outputs=[grpcclient.InferRequestedOutput("PLAIN", class_count=1)])
+    assert unlabelled.as_numpy("PLAIN").tolist() == [b"30:0"]
+    assert [o.name for o in unlabelled.get_response().outputs] == ["PLAIN"]
+    with pytest.raises(InferenceServerException, match="classification must be an integer >= 1") as info:
+        rpc.infer("scores", [plain], outputs=[grpcclient.InferRequestedOutput("PLAIN", class_count=-1)])
+    assert info.value.status() == "StatusCode.INVALID_ARGUMENT"
+
+
+def test_a_classification_count_that_is_not_a_positive_integer_is_a_clear_400(served: Served) -> None:
+    body = {
+        "inputs": [{"name": "X", "datatype": "FP32", "shape": [3], "data": [1, 2, 3]}],
+        "outputs": [{"name": "LABELLED", "parameters": {"classification": "two"}}],
+    }
+    request = urllib.request.Request(f"http://{served.http_url}/v2/models/scores/infer", json.dumps(body).encode())
+    with pytest.raises(urllib.error.HTTPError) as info:
+        urllib.request.urlopen(request, timeout=10)
+    assert info.value.code == 400
+    assert json.loads(info.value.read()) == {
+        "error": "output 'LABELLED': classification must be an integer >= 1, got 'two'"
+    }
 
 
 # --- access control ------------------------------------------------------------------------------
