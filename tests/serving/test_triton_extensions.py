@@ -187,7 +187,7 @@ def test_load_retries_a_model_whose_first_load_failed(tmp_path: Path) -> None:
             assert http.infer("flaky", [tensor]).as_numpy("Y").tolist() == [4, 5]
             assert _index_grpc(rpc)["flaky", "1"] == ("READY", "")
             assert "reason" not in _index_http(http)["flaky", "1"]
-            scrape = urllib.request.urlopen(f"http://{srv.http_url}/metrics", timeout=10).read().decode()
+            scrape = _scrape(srv)
         finally:
             http.close()
             rpc.close()
@@ -197,8 +197,13 @@ def test_load_retries_a_model_whose_first_load_failed(tmp_path: Path) -> None:
     assert 'omi_model_load_duration_seconds_count{model="flaky",result="success",version="1"} 1.0' in scrape
 
 
+def _scrape(served: Served) -> str:
+    with urllib.request.urlopen(f"http://{served.http_url}/metrics", timeout=10) as reply:
+        return str(reply.read().decode())
+
+
 def test_unload_takes_a_model_out_of_service_and_load_brings_it_back(
-    clients: tuple[httpclient.InferenceServerClient, grpcclient.InferenceServerClient],
+    served: Served, clients: tuple[httpclient.InferenceServerClient, grpcclient.InferenceServerClient]
 ) -> None:
     http, rpc = clients
     x_http = httpclient.InferInput("X", [1, 2], "FP32")
@@ -224,8 +229,12 @@ def test_unload_takes_a_model_out_of_service_and_load_brings_it_back(
         # The server stays ready: it counts the models in service, as Triton does.
         assert http.is_server_ready() is True and rpc.is_server_ready() is True
         assert http.infer("scores", [_scores_input()]).as_numpy("PLAIN") is not None
+        unloaded = _scrape(served)
     finally:
         rpc.load_model("adder")
+    assert 'omi_model_state{model="adder",state="UNLOADED",version="1"} 1.0' in unloaded
+    assert 'omi_model_state{model="adder",state="READY",version="2"} 0.0' in unloaded
+    assert 'omi_model_state{model="adder",state="READY",version="2"} 1.0' in _scrape(served)
 
     assert http.is_model_ready("adder") is True and rpc.is_model_ready("adder", "2") is True
     assert http.infer("adder", [x_http], model_version="1").as_numpy("Y").tolist() == [[2, 3]]
