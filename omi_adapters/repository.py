@@ -37,7 +37,7 @@ def index(dataplane: DataPlane, ready: bool = False) -> list[dict[str, str]]:
     """
     entries = []
     for model in dataplane.models:
-        state, reason = _state(dataplane, model)
+        state, reason = _state(model)
         if ready and state != "READY":
             continue
         entry = {"name": model.name, "version": model.version, "state": state}
@@ -47,7 +47,7 @@ def index(dataplane: DataPlane, ready: bool = False) -> list[dict[str, str]]:
     return entries
 
 
-def _state(dataplane: DataPlane, model: Model) -> tuple[str, str]:
+def _state(model: Model) -> tuple[str, str]:
     if model.unloaded:
         return "UNAVAILABLE", "unloaded"
     state = model.state
