@@ -63,6 +63,9 @@ class Tensor:
         description: free text, shown in OMI ``Status``.
         media_types: OMI media types (inputs: accepted types; outputs: the first is used).
         max_size: OMI size limit of the tensor's file, such as ``"10M"``.
+        labels: an output's class labels, by index along its last (class) dimension: Triton's
+            classification extension answers ``"value:index:label"`` with them, and
+            ``omi build triton`` writes them as the output's ``label_filename``.
     """
 
     name: str
@@ -72,6 +75,7 @@ class Tensor:
     description: str = ""
     media_types: Sequence[str] = ()
     max_size: str | None = None
+    labels: Sequence[str] | None = None
 
     def __post_init__(self) -> None:
         if not isinstance(self.name, str) or not _NAME.match(self.name):
@@ -89,6 +93,16 @@ class Tensor:
             )
         object.__setattr__(self, "shape", shape)
         object.__setattr__(self, "media_types", tuple(self.media_types))
+        if self.labels is not None:
+            if isinstance(self.labels, (str, bytes)) or not isinstance(self.labels, Sequence):
+                raise ConfigurationError(f"tensor '{self.name}': labels must be a list of strings")
+            for label in self.labels:
+                # One label per line of Triton's labels file: a newline would shift every label after it.
+                if not isinstance(label, str) or "\n" in label or "\r" in label:
+                    raise ConfigurationError(
+                        f"tensor '{self.name}': labels must be strings without line breaks, got {label!r}"
+                    )
+            object.__setattr__(self, "labels", tuple(self.labels))
 
     def describe(self) -> str:
         """``FP32 [-1, 4]``: the datatype and shape as error messages show them."""
@@ -139,6 +153,9 @@ class Model:
         self.outputs = _tensors(outputs, f"model '{name}' outputs")
         if not self.outputs:
             raise ConfigurationError(f"model '{name}' declares no outputs")
+        for tensor in self.inputs:
+            if tensor.labels is not None:
+                raise ConfigurationError(f"model '{name}': input '{tensor.name}' has labels; only outputs can")
         try:
             self.load_policy = LoadPolicy(load)
         except ValueError:
@@ -247,6 +264,28 @@ class Model:
         """Load now; after a failed load, only ``retry=True`` runs the loader again."""
         self._loader.load(retry=retry)
 
+    @property
+    def unloaded(self) -> bool:
+        """Taken out of service by :meth:`unload` (until :meth:`reload`)."""
+        return self._loader.unloaded
+
+    @property
+    def load_count(self) -> int:
+        """Loads run to their end so far, successful or not."""
+        return self._loader.loads
+
+    def check_in_service(self) -> None:
+        """Raise :class:`~omi_adapters.errors.ModelUnloadedError` if the model is unloaded."""
+        self._loader.check_in_service()
+
+    def reload(self) -> None:
+        """Run the loader again (a ready model serves on meanwhile, and if it fails); serve again if unloaded."""
+        self._loader.reload()
+
+    def unload(self) -> None:
+        """Take the model out of service: not ready, every request refused, until :meth:`reload`."""
+        self._loader.unload()
+
     def load_in_background(self) -> None:
         """Start loading in a thread now, unless a load has already started."""
         self._loader.load_in_background()
@@ -337,7 +376,7 @@ class Model:
             "name": self.name,
             "version": self.version,
             "inputs": [dict(t.to_dict(), optional=t.optional) if t.optional else t.to_dict() for t in self.inputs],
-            "outputs": [t.to_dict() for t in self.outputs],
+            "outputs": [dict(t.to_dict(), labels=list(t.labels)) if t.labels else t.to_dict() for t in self.outputs],
             "load": self.load_policy.value,
             "max_batch_size": self.max_batch_size,
             **(

@@ -18,7 +18,7 @@ import time
 from collections.abc import Awaitable, Iterable
 from typing import Any, TypeVar
 
-from omi_adapters import __version__, tracing
+from omi_adapters import __version__, classification, tracing
 from omi_adapters.batching import Batcher
 from omi_adapters.contract import Model
 from omi_adapters.errors import (
@@ -60,7 +60,8 @@ SERVER_NAME = "omi-adapters"
 #: The names of the threads that run sync predict functions (and loads) start with this.
 PREDICT_THREAD_PREFIX = "omi-predict"
 #: Reported by server metadata: the Triton conventions this server follows (Triton's protocol extensions).
-EXTENSIONS = ("binary_tensor_data",)
+#: ``statistics`` is added when the metrics are recorded (they are its figures).
+EXTENSIONS = ("binary_tensor_data", "classification", "model_configuration", "model_repository")
 
 log = logging.getLogger("omi_adapters")
 T = TypeVar("T")
@@ -182,8 +183,12 @@ class DataPlane:
         return not limit or all(g.stalled_for() <= limit for g in self._gates.values())
 
     def ready(self) -> bool:
-        """Every model can take requests now (see :meth:`model_ready`)."""
-        return all(self.model_ready(m) for m in self.models)
+        """Every model in service can take requests now (see :meth:`model_ready`).
+
+        A model taken out of service (the model repository extension's unload) does not count,
+        as Triton counts only the models it has loaded.
+        """
+        return all(self.model_ready(m) for m in self.models if not m.unloaded)
 
     def model_ready(self, model: Model) -> bool:
         """The model is loaded and can serve now (not stalled).
@@ -213,11 +218,15 @@ class DataPlane:
 
     def server_metadata(self) -> dict[str, Any]:
         """``$metadata_server_response``."""
-        return {"name": SERVER_NAME, "version": __version__, "extensions": list(EXTENSIONS)}
+        extensions = list(EXTENSIONS)
+        if getattr(self.observer, "collect_registry", None) is not None:
+            extensions.append("statistics")
+        return {"name": SERVER_NAME, "version": __version__, "extensions": extensions}
 
     def model_metadata(self, name: str, version: str | None = None) -> dict[str, Any]:
         """``$metadata_model_response`` (the OIP's model metadata)."""
         model = self.get(name, version)
+        model.check_in_service()  # as Triton, which knows no unloaded model
         return {
             "name": model.name,
             "versions": list(self._models[model.name]),
@@ -440,6 +449,8 @@ def _response(
         for spec in model.outputs
         if names is None or spec.name in names
     ]
+    if request.outputs is not None and any(classification.PARAMETER in o.parameters for o in request.outputs):
+        tensors = _classified(model, request, tensors)
     return InferenceResponse(model_name=model.name, model_version=model.version, outputs=tensors, id=request.id)
 
 
@@ -459,6 +470,26 @@ async def _traced_batch(batcher: Batcher, arrays: dict[str, Any], deadline: Dead
             trace.child("queue", began, ended)
 
 
+def _classified(model: Model, request: InferenceRequest, tensors: list[OutputTensor]) -> list[OutputTensor]:
+    """The outputs asked for with ``classification: k`` as their top ``k`` classes (Triton's classification extension)."""
+    counts = {
+        o.name: o.parameters[classification.PARAMETER]
+        for o in request.outputs or ()
+        if classification.PARAMETER in o.parameters
+    }
+    specs = {spec.name: spec for spec in model.outputs}
+    answered = []
+    for tensor in tensors:
+        k = counts.get(tensor.name)
+        if k is not None:
+            data = classification.classify(
+                tensor.data, int(k), batched=model.max_batch_size > 0, labels=specs[tensor.name].labels
+            )
+            tensor = OutputTensor(name=tensor.name, datatype="BYTES", shape=data.shape, data=data)
+        answered.append(tensor)
+    return answered
+
+
 async def _outcome(run: Awaitable[InferenceResponse]) -> InferenceResponse | OmiError:
     try:
         return await run
@@ -476,6 +507,9 @@ def _requested_names(model: Model, request: InferenceRequest) -> set[str] | None
             raise InvalidInputError(
                 f"unknown output '{output.name}' requested; model '{model.name}' has: {', '.join(sorted(declared))}"
             )
+        if classification.PARAMETER in output.parameters:
+            spec = next(t for t in model.outputs if t.name == output.name)
+            classification.class_count(output.parameters[classification.PARAMETER], output.name, spec.datatype)
         names.add(output.name)
     return names
 

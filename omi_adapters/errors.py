@@ -10,6 +10,7 @@ once, in one table (HTTP status, gRPC status, OMI item failure, Triton ``TritonE
     │   └── UnsupportedEncodingError  a body's content coding is not one the server reads
     ├── UnauthenticatedError    the request lacks the server's bearer token
     ├── ModelNotFoundError      no model (or version) of that name is served
+    │   └── ModelUnloadedError  the model was taken out of service (the repository extension's unload)
     ├── ModelNotReadyError      the model is not loaded (yet)
     │   ├── ModelLoadError      loading the model failed; retried only when asked
     │   └── ModelStalledError   every predict slot of the model is stuck past its deadline
@@ -35,6 +36,7 @@ __all__ = [
     "ModelNotFoundError",
     "ModelNotReadyError",
     "ModelStalledError",
+    "ModelUnloadedError",
     "OmiError",
     "OverloadedError",
     "PayloadTooLargeError",
@@ -114,6 +116,13 @@ class ModelNotFoundError(OmiError):
     """No model of that name, or no such version of it, is served here."""
 
     code = ErrorCode.NOT_FOUND
+
+
+class ModelUnloadedError(ModelNotFoundError):
+    """The model was unloaded (Triton's model repository extension) and is not served until loaded again.
+
+    Answered as Triton answers a model it does not serve: not found.
+    """
 
 
 class ModelNotReadyError(OmiError):

@@ -1,6 +1,8 @@
 """The Open Inference Protocol over gRPC: ``inference.GRPCInferenceService``.
 
-The OIP's gRPC protocol, with Triton's additions (``ModelStreamInfer``, ``ModelStatistics``).
+The OIP's gRPC protocol, with Triton's additions (``ModelStreamInfer``, ``ModelStatistics``,
+``ModelConfig``, and ``RepositoryIndex``, ``RepositoryModelLoad``, ``RepositoryModelUnload`` of
+its model repository extension).
 
 A ``grpc.aio`` servicer that only delegates: messages become transport-neutral requests and
 back through :mod:`omi_adapters.codecs.oip_grpc`, and the shared :class:`DataPlane` runs them.
@@ -14,13 +16,15 @@ from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, Any
 
 import grpc
+from google.protobuf import json_format
 
-from omi_adapters import tracing
+from omi_adapters import repository, tracing
 from omi_adapters.codecs.message_size import infer_message_bytes
 from omi_adapters.codecs.oip_grpc import decode_request, encode_response
 from omi_adapters.dataplane import DataPlane
 from omi_adapters.errors import ErrorCode, OmiError
 from omi_adapters.grpc_health import NOT_SERVING, SERVING, Health, register
+from omi_adapters.protos import model_config_pb2
 from omi_adapters.protos import open_inference_grpc_pb2 as pb
 from omi_adapters.protos import open_inference_grpc_pb2_grpc as pb_grpc
 
@@ -66,10 +70,11 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
         return pb.ServerReadyResponse(ready=self.dataplane.ready())
 
     async def ModelReady(self, request: pb.ModelReadyRequest, context: Context) -> pb.ModelReadyResponse:
+        # A model (or version) not served is not ready, as Triton answers it: no error.
         try:
             model = self.dataplane.get(request.name, request.version or None)
-        except OmiError as exc:
-            await _abort(context, exc)
+        except OmiError:
+            return pb.ModelReadyResponse(ready=False)
         return pb.ModelReadyResponse(ready=self.dataplane.model_ready(model))
 
     async def ServerMetadata(self, request: pb.ServerMetadataRequest, context: Context) -> pb.ServerMetadataResponse:
@@ -116,6 +121,35 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
                 )
             )
         return reply
+
+    async def ModelConfig(self, request: pb.ModelConfigRequest, context: Context) -> pb.ModelConfigResponse:
+        try:
+            config = repository.served_config(self.dataplane, request.name, request.version or None)
+        except OmiError as exc:
+            await _abort(context, exc)
+        return pb.ModelConfigResponse(config=json_format.ParseDict(config, model_config_pb2.ModelConfig()))
+
+    async def RepositoryIndex(self, request: pb.RepositoryIndexRequest, context: Context) -> pb.RepositoryIndexResponse:
+        entries = repository.index(self.dataplane, ready=request.ready)
+        return pb.RepositoryIndexResponse(models=[pb.RepositoryIndexResponse.ModelIndex(**e) for e in entries])
+
+    async def RepositoryModelLoad(
+        self, request: pb.RepositoryModelLoadRequest, context: Context
+    ) -> pb.RepositoryModelLoadResponse:
+        try:
+            await repository.load(self.dataplane, request.model_name, dict(request.parameters))
+        except OmiError as exc:
+            await _abort(context, exc)
+        return pb.RepositoryModelLoadResponse()
+
+    async def RepositoryModelUnload(
+        self, request: pb.RepositoryModelUnloadRequest, context: Context
+    ) -> pb.RepositoryModelUnloadResponse:
+        try:
+            await repository.unload(self.dataplane, request.model_name, dict(request.parameters))
+        except OmiError as exc:
+            await _abort(context, exc)
+        return pb.RepositoryModelUnloadResponse()
 
     async def ModelInfer(self, request: pb.ModelInferRequest, context: Context) -> pb.ModelInferResponse:
         began = time.perf_counter()

@@ -5,7 +5,8 @@
 - ``background``: :meth:`Loader.start` loads in a thread; requests wait for it up to a timeout.
 
 A failed load is kept (state ``FAILED`` and the error) and is not retried behind the user's
-back: only ``load(retry=True)`` runs the loader again.
+back: only ``load(retry=True)`` (or :meth:`Loader.reload`) runs the loader again.
+:meth:`Loader.unload` takes a model out of service until :meth:`Loader.reload`.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ import time
 from collections.abc import Callable
 from typing import Generic, TypeVar
 
-from omi_adapters.errors import ModelLoadError, ModelNotReadyError
+from omi_adapters.errors import ModelLoadError, ModelNotReadyError, ModelUnloadedError
 
 __all__ = ["LoadPolicy", "LoadState", "Loader"]
 
@@ -57,6 +58,10 @@ class Loader(Generic[T]):
         self.error: BaseException | None = None
         self.value: T | None = None
         self.seconds: float | None = None
+        #: Taken out of service by :meth:`unload`: nothing loads it again but :meth:`reload`.
+        self.unloaded = False
+        #: Loads run to their end, successful or not, and successful reloads of a ready model.
+        self.loads = 0
 
     @property
     def ready(self) -> bool:
@@ -87,15 +92,61 @@ class Loader(Generic[T]):
                 value = self._load_fn()
             except BaseException as exc:  # SystemExit from a loader is its failure, not ours
                 self.seconds = time.perf_counter() - started
+                self.loads += 1
                 self.state, self.error = LoadState.FAILED, exc
                 log.error("model %r failed to load in %.3fs", self.name, self.seconds, exc_info=exc)
                 self._finished.set()
                 raise self._failure() from exc
             self.seconds = time.perf_counter() - started
+            self.loads += 1
             self.value, self.error, self.state = value, None, LoadState.READY
             log.info("model %r loaded in %.3fs", self.name, self.seconds)
             self._finished.set()
             return value
+
+    def reload(self) -> T:
+        """Run the loader again, whatever the state, and bring an unloaded model back into service.
+
+        A ready model serves its loaded value until the new load has finished; if the new load
+        fails, the loaded value serves on (as Triton keeps a model whose reload failed) and the
+        failure is raised. A failed, unloaded or never loaded model loads as :meth:`load` does.
+        """
+        with self._lock:
+            self.unloaded = False
+            if self.state is LoadState.READY:
+                started = time.perf_counter()
+                try:
+                    value = self._load_fn()
+                except BaseException as exc:  # the loader's failure, reported to the caller
+                    # The state, its timing and the load count stay the loaded model's.
+                    log.error(
+                        "model %r failed to reload in %.3fs", self.name, time.perf_counter() - started, exc_info=exc
+                    )
+                    raise ModelLoadError(
+                        f"model '{self.name}' failed to reload: {_describe(exc)}; the loaded model serves on"
+                    ) from exc
+                self.seconds = time.perf_counter() - started
+                self.loads += 1
+                self.value = value
+                log.info("model %r reloaded in %.3fs", self.name, self.seconds)
+                return value
+        return self.load(retry=True)
+
+    def unload(self) -> None:
+        """Take the model out of service: not ready, and every request refused, until :meth:`reload`.
+
+        A load in progress finishes first; requests already running finish with the loaded value.
+        """
+        with self._lock:
+            self.unloaded = True
+            self.state, self.value, self.error = LoadState.UNLOADED, None, None
+            self._thread = None
+            log.info("model %r unloaded", self.name)
+
+    def check_in_service(self) -> None:
+        """Raise :class:`ModelUnloadedError` if :meth:`unload` took the model out of service."""
+        if self.unloaded:
+            raise ModelUnloadedError(f"model '{self.name}' is unloaded (the model repository extension loads it again)")
 
     def wait(self, timeout: float | None) -> T:
         """Return the loaded value, loading it first if the policy lets a request do that.
@@ -107,6 +158,7 @@ class Loader(Generic[T]):
             return self.value  # type: ignore[return-value]
         if self.state is LoadState.FAILED:
             raise self._failure()
+        self.check_in_service()
         if self.policy is not LoadPolicy.BACKGROUND:
             return self.load()
         self._start_thread()
@@ -120,7 +172,7 @@ class Loader(Generic[T]):
 
     def _start_thread(self) -> None:
         with self._thread_lock:
-            if self._thread is not None or self.state is not LoadState.UNLOADED:
+            if self._thread is not None or self.state is not LoadState.UNLOADED or self.unloaded:
                 return
             self._thread = threading.Thread(target=self._load_quietly, name=f"load-{self.name}", daemon=True)
             self._thread.start()

@@ -257,7 +257,8 @@ class Metrics(Observer):
         self._series: dict[Model | None, dict[str, _Series]] = {}
         self._last: dict[Model, Any] = {}
         self._stamps: dict[Model, float] = {}
-        self._seen: dict[Model, LoadState] = {}
+        #: The state and load count last recorded: a reload or a retried load changes the count.
+        self._seen: dict[Model, tuple[LoadState, int]] = {}
         self._cold = False
         outcomes = outcomes or {}
         for model in models:
@@ -347,14 +348,16 @@ class Metrics(Observer):
         self.flush()
         for model in dataplane.models:
             state = model.state
+            seen = (state, model.load_count)
             before = self._seen.get(model)
-            if state is before:
+            if seen == before:
                 continue
-            self._seen[model] = state
+            self._seen[model] = seen
             for name in _STATES:
                 self.state.labels(model.name, model.version, name).set(1 if name == state.value else 0)
             seconds = model.load_seconds
-            if seconds is not None and state in (LoadState.READY, LoadState.FAILED):
+            loaded = before is None or before[1] != seen[1]
+            if seconds is not None and loaded and state in (LoadState.READY, LoadState.FAILED):
                 result = "success" if state is LoadState.READY else "failure"
                 self.load.labels(model.name, model.version, result).observe(seconds)
                 if state is LoadState.FAILED:

@@ -17,7 +17,7 @@ from fastapi.responses import Response
 from fastapi_offline import FastAPIOffline
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from omi_adapters import __version__, rest_docs
+from omi_adapters import __version__, repository, rest_docs
 from omi_adapters.codecs import binary
 from omi_adapters.errors import InvalidInputError, OmiError
 
@@ -32,6 +32,26 @@ def _response(reply: Reply) -> Response:
     media = dict(headers).get(b"content-type", b"application/json").decode()
     extra = {k.decode(): v.decode() for k, v in headers if k != b"content-type"}
     return Response(b"".join(chunks), status_code=status, media_type=media, headers=extra)
+
+
+def _json_object(body: bytes) -> dict[str, Any]:
+    """A repository request's body: empty, or a JSON object."""
+    if not body.strip():
+        return {}
+    try:
+        value = orjson.loads(body)
+    except orjson.JSONDecodeError as exc:
+        raise InvalidInputError(f"the request body is not JSON: {exc}") from None
+    if not isinstance(value, dict):
+        raise InvalidInputError("the request body must be a JSON object")
+    return value
+
+
+def _parameters(body: dict[str, Any]) -> dict[str, Any]:
+    parameters = body.get("parameters", {})
+    if not isinstance(parameters, dict):
+        raise InvalidInputError("'parameters' must be a JSON object")
+    return parameters
 
 
 def build_api(endpoints: _Endpoints, app: OipApp) -> FastAPI:
@@ -124,6 +144,58 @@ def build_api(endpoints: _Endpoints, app: OipApp) -> FastAPI:
             tags=["statistics"],
             summary="Model statistics (Triton's statistics extension)",
         )
+
+    # Triton's model configuration extension: the configuration omi build triton writes.
+    async def model_config(model_name: str, model_version: str | None = None) -> Response:
+        config = repository.served_config(endpoints.dataplane, model_name, model_version)
+        return Response(orjson.dumps(config), media_type="application/json")
+
+    for path in ("/v2/models/{model_name}/config", "/v2/models/{model_name}/versions/{model_version}/config"):
+        api.add_api_route(
+            path,
+            model_config,
+            methods=["GET"],
+            responses={**errors, 200: {"description": "Triton's ModelConfig, in the JSON form Triton answers"}},
+            tags=["metadata"],
+            summary="Model configuration (Triton's model configuration extension)",
+        )
+
+    # Triton's model repository extension over the served models.
+    @api.post(
+        "/v2/repository/index",
+        response_model=list[rest_docs.RepositoryIndexEntry],
+        tags=["repository"],
+        summary="Model repository index",
+    )
+    async def repository_index(request: Request) -> Response:
+        body = _json_object(await request.body())
+        ready = body.get("ready", False)
+        if not isinstance(ready, bool):
+            raise InvalidInputError(f"'ready' must be true or false, got {ready!r}")
+        entries = repository.index(endpoints.dataplane, ready=ready)
+        return Response(orjson.dumps(entries), media_type="application/json")
+
+    @api.post(
+        "/v2/repository/models/{model_name}/load",
+        responses=errors,
+        tags=["repository"],
+        summary="Load (or reload) a model: its load runs again",
+    )
+    async def repository_load(request: Request, model_name: str) -> Response:
+        parameters = _parameters(_json_object(await request.body()))
+        await repository.load(endpoints.dataplane, model_name, parameters)
+        return Response(b"", media_type="application/json")
+
+    @api.post(
+        "/v2/repository/models/{model_name}/unload",
+        responses=errors,
+        tags=["repository"],
+        summary="Unload a model: out of service until it is loaded again",
+    )
+    async def repository_unload(request: Request, model_name: str) -> Response:
+        parameters = _parameters(_json_object(await request.body()))
+        await repository.unload(endpoints.dataplane, model_name, parameters)
+        return Response(b"", media_type="application/json")
 
     async def model_metadata(model_name: str, model_version: str | None = None) -> Any:
         return endpoints.dataplane.model_metadata(model_name, model_version)

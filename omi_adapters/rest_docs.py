@@ -155,3 +155,12 @@ class InferenceResponse(BaseModel):
     id: str | None = None
     parameters: dict[str, Parameter] | None = None
     outputs: list[ResponseOutput]
+
+
+class RepositoryIndexEntry(BaseModel):
+    """One model version of ``POST /v2/repository/index`` (Triton's model repository extension)."""
+
+    name: str
+    version: str
+    state: str = Field(description="READY, LOADING or UNAVAILABLE")
+    reason: str | None = Field(None, description="Why the model is in this state (left out when there is none)")

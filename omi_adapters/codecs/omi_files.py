@@ -39,6 +39,10 @@ from omi_adapters.types import ARRAY_DTYPES
 
 __all__ = ["ERROR_FILE", "JSON", "NPY", "OCTET_STREAM", "FileCodec", "InputFile", "OutputFile"]
 
+#: The ``max_size`` OMI ``Status`` reports for a tensor that declares none: chassis' default (its
+#: ``add_input``/``add_output``). Only a declared ``max_size`` is enforced.
+DEFAULT_MAX_SIZE = "1M"
+
 JSON = "application/json"
 NPY = "application/x-npy"
 OCTET_STREAM = "application/octet-stream"
@@ -80,7 +84,7 @@ class InputFile:
                 f"input '{spec.name}' ({spec.describe()}) accepts {', '.join(self.media_types)}, none of which OMI "
                 f"can decode: raw bytes fit only a one-element BYTES input; use {JSON} or {NPY}"
             )
-        self.max_size = spec.max_size or ""
+        self.max_size = spec.max_size or DEFAULT_MAX_SIZE
         self.limit = parse_size(spec.max_size, f"input '{spec.name}' max_size") if spec.max_size else None
 
     def _default_types(self) -> tuple[str, ...]:
@@ -236,7 +240,7 @@ class OutputFile:
             raise ConfigurationError(
                 f"output '{spec.name}': a .npy file cannot hold BYTES without pickling; use {JSON} or a raw media type"
             )
-        self.max_size = spec.max_size or ""
+        self.max_size = spec.max_size or DEFAULT_MAX_SIZE
         self.limit = parse_size(spec.max_size, f"output '{spec.name}' max_size") if spec.max_size else None
 
     def encode(self, array: np.ndarray[Any, Any]) -> bytes:

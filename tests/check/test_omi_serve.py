@@ -18,13 +18,15 @@ def test_every_protocol_passes(served: Served) -> None:
     assert result.returncode == 0, result.stdout + result.stderr
     outcomes = result.outcomes()
     skipped = {k for k, v in outcomes.items() if v == "SKIP"}
-    # omi serve does not list Triton's statistics extension; OMI's Shutdown would stop the server;
-    # FP16 and BF16 have no JSON form nor typed gRPC contents (their binary and raw rows pass).
+    # OMI's Shutdown would stop the server; FP16 and BF16 have no JSON form nor typed gRPC
+    # contents (their binary and raw rows pass).
     no_json = {
         *[("rest", f"{check} [echo_{d}]") for d in ("fp16", "bf16") for check in ("infer JSON", "request id")],
         *[("grpc", f"infer typed contents [echo_{d}]") for d in ("fp16", "bf16")],
     }
-    assert skipped == {("rest", "statistics"), ("omi", "shutdown"), *no_json}, result.stdout
+    assert skipped == {("omi", "shutdown"), *no_json}, result.stdout
+    for check in ("statistics", "repository index", "model config [adder]"):  # the extensions it lists
+        assert outcomes["rest", check] == "PASS"
     assert set(outcomes.values()) == {"PASS", "SKIP"}
     for model in ("echo_fp16", "echo_bf16"):
         assert (
@@ -53,14 +55,18 @@ def test_the_table_says_all_passed(served: Served) -> None:
     assert lines[-1].endswith("skipped: all checks passed")
 
 
-def test_without_model_names_it_says_what_it_needs(served: Served) -> None:
-    # The OIP has no list endpoint and omi serve lists no model_repository extension.
+def test_without_model_names_the_models_come_from_the_repository_index(served: Served) -> None:
+    # The OIP has no list endpoint; omi serve lists Triton's model_repository extension.
     result = omi_check(served.http_url, "--grpc", served.grpc_url, "--json")
     assert result.returncode == 0, result.stdout + result.stderr
+    assert result.row("rest", "repository index")["outcome"] == "PASS"
     for protocol in ("rest", "grpc"):
-        row = result.row(protocol, "models")
-        assert row["outcome"] == "SKIP" and "--model" in row["detail"]
-    assert not any("[" in r["check"] for r in result.rows)
+        assert (
+            result.row(protocol, "infer JSON [adder]" if protocol == "rest" else "infer raw contents [adder]")[
+                "outcome"
+            ]
+            == "PASS"
+        )
 
 
 def test_omi_alone_cannot_guess_a_json_input_and_says_so(served: Served) -> None:

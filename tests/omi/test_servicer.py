@@ -52,7 +52,7 @@ def test_status_reports_the_declared_metadata_and_initializes_once() -> None:
             "any matrix",
         )
         [o] = first.outputs
-        assert (o.filename, o.media_type, o.max_size, o.description) == ("Y", "application/json", "", "X + 1")
+        assert (o.filename, o.media_type, o.max_size, o.description) == ("Y", "application/json", "1M", "X + 1")
         r = first.resources
         assert (r.required_ram, r.num_cpus, r.num_gpus) == ("128M", 0.5, 0)
         assert (first.timeout.status, first.timeout.run) == ("30s", "20s")

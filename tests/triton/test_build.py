@@ -274,3 +274,25 @@ def test_the_backend_imports_no_client_or_protobuf() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+def test_an_outputs_labels_are_its_label_file(tmp_path: Path) -> None:
+    source = tmp_path / "labelled.py"
+    source.write_text(
+        textwrap.dedent(
+            """
+            from omi_adapters import Tensor, model
+
+            @model(inputs=[Tensor("X", "FP32", [-1, 3])],
+                   outputs=[Tensor("P", "FP32", [-1, 3], labels=["cat", "dog", "bird"]), Tensor("Q", "FP32", [-1])])
+            def labelled(X):
+                return {"P": X, "Q": X[:, 0]}
+            """
+        )
+    )
+    repo = tmp_path / "repo"
+    assert omi(["build", "triton", str(source), "--out", str(repo)]) == 0
+    config = triton_config.parse((repo / "labelled" / "config.pbtxt").read_text())
+    assert [o.label_filename for o in config.output] == ["P.labels.txt", ""]
+    assert (repo / "labelled" / "P.labels.txt").read_text() == "cat\ndog\nbird\n"  # line i: class i
+    assert sorted(p.name for p in (repo / "labelled").iterdir()) == ["1", "P.labels.txt", "config.pbtxt"]

@@ -22,7 +22,8 @@ from pathlib import Path
 
 from omi_adapters.contract import Model
 from omi_adapters.errors import ConfigurationError
-from omi_adapters.targets import copy_source, model_source
+from omi_adapters.model_config import CODE_DIR, labels_filename, model_config, repository_target
+from omi_adapters.targets import copy_source
 from omi_triton import config as triton_config
 
 __all__ = ["SHIM", "add_arguments", "build", "write_model"]
@@ -33,7 +34,6 @@ SHIM = '''"""Triton Python-backend entry point written by `omi build triton`; re
 
 from omi_triton.backend import TritonPythonModel  # noqa: F401
 '''
-CODE_DIR = "code"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -117,24 +117,16 @@ def write_versions(
     """
     repository = Path(repository)
     models = sorted(models, key=lambda m: triton_config.integer_version(m))
-    built = []
-    for model in models:
-        source, target = _source_of(model)
-        message = triton_config.build_config(model, target, instances=instances, max_queue_delay_us=max_queue_delay_us)
-        built.append((model, source, target, message))
-    newest = built[-1][3]
-    for model, _, _, message in built[:-1]:
-        if not triton_config.same_contract(message, newest):
-            raise ConfigurationError(
-                f"model '{model.name}' version {model.version} declares other tensors or batching than version "
-                f"{built[-1][0].version}; Triton keeps one configuration per model: give it another name"
-            )
-    config = newest
-    if len(built) > 1:
-        del config.version_policy.specific.versions[:]
-        config.version_policy.specific.versions.extend(triton_config.integer_version(m) for m, *_ in built)
-        for model, _, target, _ in built:
-            config.parameters[triton_config.version_target(model.version)].string_value = target
+    sources = {m.version: repository_target(m) for m in models}
+    config = triton_config.to_message(
+        model_config(
+            models,
+            targets={version: target for version, (_, target) in sources.items()},
+            instances=instances,
+            max_queue_delay_us=max_queue_delay_us,
+        )
+    )
+    labelled = [spec for spec in models[-1].outputs if spec.labels]
     name = models[0].name
     folder = repository / name
     try:
@@ -144,7 +136,11 @@ def write_versions(
         try:
             staging.chmod(0o755)  # mkdtemp makes it private; a repository is read by the server's user
             (staging / "config.pbtxt").write_text(triton_config.to_text(config))
-            for model, source, _, _ in built:
+            for spec in labelled:
+                # One label per line, the class index being the line's (Triton's label_filename).
+                (staging / labels_filename(spec)).write_text("".join(f"{label}\n" for label in spec.labels or ()))
+            for model in models:
+                source = sources[model.version][0]
                 version = staging / str(triton_config.integer_version(model))
                 version.mkdir()
                 (version / "model.py").write_text(SHIM)
@@ -164,16 +160,6 @@ def write_versions(
             f"cannot write the Triton repository {repository}: {where}: {exc.strerror or exc}"
         ) from None
     return folder
-
-
-def _source_of(model: Model) -> tuple[Path | None, str]:
-    """The file to copy and the target the backend loads (relative to the version folder)."""
-    source = model_source(model)
-    if source.file is not None and source.module != "__main__":
-        # A model file (TARGET path/to/file.py): the repository carries a copy of it.
-        return source.file, f"{CODE_DIR}/{source.file.name}:{source.attr}"
-    # A module of a package: the model environment must have the package installed.
-    return None, f"{source.module}:{source.attr}"
 
 
 def _check_ours(folder: Path) -> None:
