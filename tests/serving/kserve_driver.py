@@ -118,7 +118,7 @@ async def _grpc(plan: dict[str, Any]) -> dict[str, Any]:
                 infers.append(result)
         found["infer"] = infers
         try:
-            await client.is_model_ready("nobody")
+            found["unknown_model_ready"] = await client.is_model_ready("nobody")
         except grpc.RpcError as exc:
             found["unknown_model_ready"] = exc.code().name
         return found

@@ -96,7 +96,7 @@ def test_health_as_kserve_clients_read_it(found: dict[str, Any]) -> None:
         assert found[transport]["ready"] is True
         assert found[transport]["model_ready"] is True
     assert found["rest"]["unknown_model_ready"] is False  # 404: KServe's REST client reads "not ready"
-    assert found["grpc"]["unknown_model_ready"] == "NOT_FOUND"
+    assert found["grpc"]["unknown_model_ready"] is False  # ModelReady answers ready=false, as Triton does
 
 
 def test_model_metadata_as_kserve_clients_read_it(found: dict[str, Any]) -> None:
