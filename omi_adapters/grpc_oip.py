@@ -158,27 +158,11 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
     async def ModelStreamInfer(
         self, requests: AsyncIterator[pb.ModelInferRequest], context: Context
     ) -> AsyncIterator[pb.ModelStreamInferResponse]:
-        # Triton's stream (its gRPC ``ModelStreamInfer``): one reply per request, in order; a failed request is reported
-        # in error_message and the stream goes on.
-        async for request in requests:
-            began = time.perf_counter()
-            size = infer_message_bytes(request)
-            model = None
-            try:
-                model = self.dataplane.get(request.model_name, request.model_version or None)
-                reply = await self._infer(model, request, size, context.time_remaining())
-            except OmiError as exc:
-                self._observe(model, exc.code, began, size, 0, request, context, "ModelStreamInfer")
-                yield pb.ModelStreamInferResponse(error_message=exc.message)
-            except Exception as exc:
-                self._observe(model, ErrorCode.INTERNAL, began, size, 0, request, context, "ModelStreamInfer")
-                log.exception("unexpected error in ModelStreamInfer")
-                yield pb.ModelStreamInferResponse(error_message=f"internal server error ({type(exc).__name__})")
-            else:
-                self._observe(
-                    model, None, began, size, infer_message_bytes(reply), request, context, "ModelStreamInfer"
-                )
-                yield pb.ModelStreamInferResponse(infer_response=reply)
+        # Triton's stream: each response of each request its own message (omi_adapters.grpc_stream).
+        from omi_adapters.grpc_stream import stream_infer
+
+        async for reply in stream_infer(self, requests, context):
+            yield reply
 
     async def _infer(
         self, model: Any, request: pb.ModelInferRequest, size: int, timeout: float | None

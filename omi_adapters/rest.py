@@ -65,6 +65,10 @@ TIMEOUT = "omi.timeout"
 _JSON = [(b"content-type", b"application/json")]
 _BINARY = b"application/octet-stream"
 
+#: Triton's generate extension (:mod:`omi_adapters.rest_generate`).
+_GENERATE = ("generate", "generate_stream")
+_POSTED = ("infer", *_GENERATE)
+
 # (status, extra headers, body chunks)
 Reply = tuple[int, list[tuple[bytes, bytes]], list[bytes | memoryview]]
 
@@ -149,7 +153,7 @@ def _internal(exc: BaseException) -> Reply:
 
 
 def _route(path: str) -> tuple[str, str | None, str | None] | None:
-    """Match the hot routes: ('live'|'ready'|'model_ready'|'infer', model, version)."""
+    """Match the hot routes: ('live'|'ready'|'model_ready'|'infer'|'generate'|'generate_stream', model, version)."""
     if path == "/v2/health/live":
         return "live", None, None
     if path == "/v2/health/ready":
@@ -163,8 +167,8 @@ def _route(path: str) -> tuple[str, str | None, str | None] | None:
         name, version, action = parts[0], parts[2], parts[3]
     else:
         return None
-    if action == "infer":
-        return "infer", name, version
+    if action in ("infer", "generate", "generate_stream"):
+        return action, name, version
     if action == "ready":
         return "model_ready", name, version
     return None
@@ -193,7 +197,12 @@ class OipApp:
                 if kind == "infer" and method == "POST":
                     await self._infer(scope, receive, send, name, version)  # type: ignore[arg-type]
                     return
-                if kind != "infer" and method in ("GET", "HEAD"):
+                if kind in _GENERATE and method == "POST":
+                    from omi_adapters.rest_generate import serve_generate
+
+                    await serve_generate(self, scope, receive, send, name, version, kind == "generate_stream")  # type: ignore[arg-type]
+                    return
+                if kind not in _POSTED and method in ("GET", "HEAD"):
                     await _send(send, self._health(kind, name, version), head=method == "HEAD")
                     return
             elif scope["path"] == "/metrics" and self.metrics is not None and scope["method"] in ("GET", "HEAD"):

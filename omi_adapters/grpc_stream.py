@@ -1,0 +1,158 @@
+"""Triton's ``ModelStreamInfer`` (its gRPC protocol's bidirectional stream), for plain and streaming models.
+
+Each request on the stream runs as soon as it arrives, beside the others (as Triton runs them),
+and each of its responses is its own ``ModelStreamInferResponse``, carrying the request's id:
+every yield of a streaming model, the one response of a plain model. Triton's reserved
+parameters say where a request's responses end:
+
+- every response carries ``triton_final_response``, true on the request's last one;
+- a request with ``triton_enable_empty_final_response: true`` gets each response as soon as it
+  is yielded, all marked not final, then one empty response (no outputs) marked final, which is
+  what ``tritonclient``'s ``async_stream_infer(..., enable_empty_final_response=True)`` waits for.
+  Without it, a response is sent once the next one (or the end) is known, so that the last can
+  be marked: a token reaches the client one yield late. Ask for the empty final response to
+  see each token as it is made.
+
+A request that fails, before or during its responses, gets one ``error_message`` reply whose
+``infer_response`` carries the request's id, model, version and ``triton_final_response: true``
+(an async stream client tells by the id which request failed); the stream goes on with the
+others. Replies wait in a bounded queue (:data:`STREAM_QUEUE`): a client that reads slowly
+holds the generators at their next yield. When the client cancels the stream, or its deadline
+passes, every running generator is closed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import AsyncIterator
+from typing import TYPE_CHECKING, Any
+
+from omi_adapters.codecs.message_size import infer_message_bytes
+from omi_adapters.codecs.oip_grpc import decode_request, encode_response
+from omi_adapters.errors import ErrorCode, OmiError
+from omi_adapters.protos import open_inference_grpc_pb2 as pb
+
+if TYPE_CHECKING:
+    from omi_adapters.grpc_oip import Context, InferenceServicer
+
+__all__ = ["EMPTY_FINAL", "FINAL", "STREAM_QUEUE", "stream_infer"]
+
+log = logging.getLogger("omi_adapters.grpc")
+
+#: Replies of one stream that may wait for the client to read them.
+STREAM_QUEUE = 64
+#: Triton's reserved response parameter: this is the request's last response.
+FINAL = "triton_final_response"
+#: Triton's reserved request parameter: end the request's responses with an empty final one.
+EMPTY_FINAL = "triton_enable_empty_final_response"
+
+_DONE = object()
+
+
+async def stream_infer(
+    servicer: InferenceServicer, requests: AsyncIterator[pb.ModelInferRequest], context: Context
+) -> AsyncIterator[pb.ModelStreamInferResponse]:
+    """The replies of one ``ModelStreamInfer`` call, as its requests arrive."""
+    replies: asyncio.Queue[Any] = asyncio.Queue(STREAM_QUEUE)
+    running: set[asyncio.Task[None]] = set()
+
+    async def read() -> None:
+        try:
+            async for request in requests:
+                task = asyncio.ensure_future(_answer(servicer, request, context, replies))
+                running.add(task)
+                task.add_done_callback(running.discard)
+            while running:
+                await asyncio.wait(set(running))
+        finally:
+            with contextlib.suppress(asyncio.QueueFull):
+                replies.put_nowait(_DONE)  # the queue may be full only when nobody reads any more
+
+    reader = asyncio.ensure_future(read())
+    try:
+        while True:
+            reply = await replies.get()
+            if reply is _DONE:
+                break
+            yield reply
+        await reader  # the client's read errors, if any
+    finally:
+        # The client went away, cancelled, or its deadline passed: stop every generator.
+        for task in (reader, *running):
+            task.cancel()
+        await asyncio.gather(reader, *running, return_exceptions=True)
+
+
+async def _answer(
+    servicer: InferenceServicer, request: pb.ModelInferRequest, context: Context, replies: asyncio.Queue[Any]
+) -> None:
+    """Put every reply to ``request`` on ``replies``; its errors too."""
+    dataplane = servicer.dataplane
+    began = time.perf_counter()
+    size = infer_message_bytes(request)
+    sent = 0
+    model = None
+    code: ErrorCode | None = None
+    empty_final = _flag(request, EMPTY_FINAL)
+    try:
+        model = dataplane.get(request.model_name, request.model_version or None)
+        with dataplane.admit(size):
+            decoded = decode_request(request)
+            typed = not request.raw_input_contents and bool(request.inputs)
+            held: pb.ModelStreamInferResponse | None = None
+            responses = dataplane.responses(model, decoded, timeout=context.time_remaining())
+            async with contextlib.aclosing(responses):
+                async for response in responses:
+                    reply = pb.ModelStreamInferResponse(infer_response=encode_response(response, typed=typed))
+                    sent += infer_message_bytes(reply.infer_response)
+                    if empty_final:
+                        reply.infer_response.parameters[FINAL].bool_param = False
+                        await replies.put(reply)
+                    else:
+                        if held is not None:
+                            await replies.put(held)
+                        reply.infer_response.parameters[FINAL].bool_param = False
+                        held = reply
+        if held is not None:
+            held.infer_response.parameters[FINAL].bool_param = True
+            await replies.put(held)
+        else:  # asked for, or nothing was yielded: the request still ends with a final response
+            await replies.put(_ending(request, model.name, model.version))
+    except asyncio.CancelledError:
+        code = ErrorCode.UNAVAILABLE  # the stream ended under it (the client went away, the server stops)
+        raise
+    except OmiError as exc:
+        code = exc.code
+        await replies.put(_failure(request, model, exc.message))
+    except Exception as exc:
+        code = ErrorCode.INTERNAL
+        log.exception("unexpected error in ModelStreamInfer")
+        await replies.put(_failure(request, model, f"internal server error ({type(exc).__name__})"))
+    finally:
+        servicer._observe(model, code, began, size, sent, request, context, "ModelStreamInfer")
+
+
+def _flag(request: pb.ModelInferRequest, name: str) -> bool:
+    value = request.parameters.get(name)
+    return value is not None and value.WhichOneof("parameter_choice") == "bool_param" and value.bool_param
+
+
+def _ending(request: pb.ModelInferRequest, name: str, version: str) -> pb.ModelStreamInferResponse:
+    reply = pb.ModelStreamInferResponse()
+    response = reply.infer_response
+    response.model_name = name
+    response.model_version = version
+    response.id = request.id
+    response.parameters[FINAL].bool_param = True
+    return reply
+
+
+def _failure(request: pb.ModelInferRequest, model: Any, message: str) -> pb.ModelStreamInferResponse:
+    reply = _ending(
+        request, model.name if model else request.model_name, model.version if model else request.model_version
+    )
+    reply.error_message = message
+    return reply
