@@ -92,6 +92,10 @@ def build_config(
         delay = round(policy.max_queue_delay * 1e6) if max_queue_delay_us is None else max_queue_delay_us
         config.dynamic_batching.max_queue_delay_microseconds = delay
         config.dynamic_batching.preferred_batch_size.extend(policy.preferred_batch_sizes)
+    if model.streaming:
+        # Each yield is one response (Triton's decoupled models): the backend sends them through
+        # the request's response sender, which a non-decoupled model may not use.
+        config.model_transaction_policy.decoupled = True
     config.instance_group.add(kind=pb.ModelInstanceGroup.KIND_CPU, count=instances)
     config.version_policy.specific.versions.append(version)
     config.parameters[TARGET_PARAMETER].string_value = target
@@ -135,7 +139,12 @@ def version_target(version: str) -> str:
 
 def same_contract(a: Any, b: Any) -> bool:
     """Whether two ``ModelConfig`` messages declare the same tensors and batching."""
-    return bool(a.input == b.input and a.output == b.output and a.max_batch_size == b.max_batch_size)
+    return bool(
+        a.input == b.input
+        and a.output == b.output
+        and a.max_batch_size == b.max_batch_size
+        and a.model_transaction_policy.decoupled == b.model_transaction_policy.decoupled
+    )
 
 
 def integer_version(model: Model) -> int:
