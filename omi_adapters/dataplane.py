@@ -63,6 +63,9 @@ PREDICT_THREAD_PREFIX = "omi-predict"
 #: Reported by server metadata: the Triton conventions this server follows (Triton's protocol extensions).
 EXTENSIONS = ("binary_tensor_data",)
 
+#: A stream lets the event loop turn after its first response and after every 16 (a mask).
+_YIELD_EVERY = 15
+
 log = logging.getLogger("omi_adapters")
 T = TypeVar("T")
 
@@ -342,11 +345,18 @@ class DataPlane:
             call = await self._slot(model, deadline)
             source = open_source(model, predict, arrays, self._gates[model], call, deadline)
             try:
+                count = 0
                 while True:
+                    if count & _YIELD_EVERY == 1:
+                        # A generator that never waits would hold the loop for its whole stream:
+                        # let the loop turn after the first response (so that it goes out at once)
+                        # and every few after it (other requests, and the writes, go on).
+                        await asyncio.sleep(0)
                     try:
                         item = await source.next()
                     except StopAsyncIteration:
                         return
+                    count += 1
                     yield _response(model, request, model.check_outputs(item), names)
             finally:
                 await source.aclose()

@@ -155,14 +155,11 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
                 outcome, seconds, size, sent, request.id or None, context.peer(),
             )  # fmt: skip
 
-    async def ModelStreamInfer(
-        self, requests: AsyncIterator[pb.ModelInferRequest], context: Context
-    ) -> AsyncIterator[pb.ModelStreamInferResponse]:
+    async def ModelStreamInfer(self, requests: AsyncIterator[pb.ModelInferRequest], context: Context) -> None:
         # Triton's stream: each response of each request its own message (omi_adapters.grpc_stream).
         from omi_adapters.grpc_stream import stream_infer
 
-        async for reply in stream_infer(self, requests, context):
-            yield reply
+        await stream_infer(self, requests, context)
 
     async def _infer(
         self, model: Any, request: pb.ModelInferRequest, size: int, timeout: float | None

@@ -16,9 +16,9 @@ parameters say where a request's responses end:
 A request that fails, before or during its responses, gets one ``error_message`` reply whose
 ``infer_response`` carries the request's id, model, version and ``triton_final_response: true``
 (an async stream client tells by the id which request failed); the stream goes on with the
-others. Replies wait in a bounded queue (:data:`STREAM_QUEUE`): a client that reads slowly
-holds the generators at their next yield. When the client cancels the stream, or its deadline
-passes, every running generator is closed.
+others. Each reply is written as it is made (``context.write``), and the write waits while
+the client does not read: a slow reader holds the generators at their next yield. When the
+client cancels the stream, or its deadline passes, every running generator is closed.
 """
 
 from __future__ import annotations
@@ -38,58 +38,49 @@ from omi_adapters.protos import open_inference_grpc_pb2 as pb
 if TYPE_CHECKING:
     from omi_adapters.grpc_oip import Context, InferenceServicer
 
-__all__ = ["EMPTY_FINAL", "FINAL", "STREAM_QUEUE", "stream_infer"]
+__all__ = ["EMPTY_FINAL", "FINAL", "stream_infer"]
 
 log = logging.getLogger("omi_adapters.grpc")
 
-#: Replies of one stream that may wait for the client to read them.
-STREAM_QUEUE = 64
 #: Triton's reserved response parameter: this is the request's last response.
 FINAL = "triton_final_response"
 #: Triton's reserved request parameter: end the request's responses with an empty final one.
 EMPTY_FINAL = "triton_enable_empty_final_response"
 
-_DONE = object()
+
+class _Gone(Exception):
+    """The call ended under a write (the client cancelled or went away): stop quietly."""
 
 
 async def stream_infer(
     servicer: InferenceServicer, requests: AsyncIterator[pb.ModelInferRequest], context: Context
-) -> AsyncIterator[pb.ModelStreamInferResponse]:
-    """The replies of one ``ModelStreamInfer`` call, as its requests arrive."""
-    replies: asyncio.Queue[Any] = asyncio.Queue(STREAM_QUEUE)
+) -> None:
+    """Answer one ``ModelStreamInfer`` call: each request as it arrives, beside the others.
+
+    Replies are written with ``context.write``, one at a time (a lock keeps the requests'
+    writes whole); a write waits while the client does not read, and so does the generator.
+    """
+    lock = asyncio.Lock()
     running: set[asyncio.Task[None]] = set()
-
-    async def read() -> None:
-        try:
-            async for request in requests:
-                task = asyncio.ensure_future(_answer(servicer, request, context, replies))
-                running.add(task)
-                task.add_done_callback(running.discard)
-            while running:
-                await asyncio.wait(set(running))
-        finally:
-            with contextlib.suppress(asyncio.QueueFull):
-                replies.put_nowait(_DONE)  # the queue may be full only when nobody reads any more
-
-    reader = asyncio.ensure_future(read())
     try:
-        while True:
-            reply = await replies.get()
-            if reply is _DONE:
-                break
-            yield reply
-        await reader  # the client's read errors, if any
+        async for request in requests:
+            task = asyncio.ensure_future(_answer(servicer, request, context, lock))
+            running.add(task)
+            task.add_done_callback(running.discard)
+        while running:
+            await asyncio.wait(set(running))
     finally:
         # The client went away, cancelled, or its deadline passed: stop every generator.
-        for task in (reader, *running):
+        for task in running:
             task.cancel()
-        await asyncio.gather(reader, *running, return_exceptions=True)
+        if running:
+            await asyncio.gather(*running, return_exceptions=True)
 
 
 async def _answer(
-    servicer: InferenceServicer, request: pb.ModelInferRequest, context: Context, replies: asyncio.Queue[Any]
+    servicer: InferenceServicer, request: pb.ModelInferRequest, context: Context, lock: asyncio.Lock
 ) -> None:
-    """Put every reply to ``request`` on ``replies``; its errors too."""
+    """Write every reply to ``request``; its error too."""
     dataplane = servicer.dataplane
     began = time.perf_counter()
     size = infer_message_bytes(request)
@@ -97,6 +88,16 @@ async def _answer(
     model = None
     code: ErrorCode | None = None
     empty_final = _flag(request, EMPTY_FINAL)
+
+    async def write(reply: pb.ModelStreamInferResponse) -> None:
+        try:
+            async with lock:
+                await context.write(reply)
+        except asyncio.CancelledError:
+            raise
+        except Exception:  # noqa: BLE001 - grpc's way of saying the call is over
+            raise _Gone from None
+
     try:
         model = dataplane.get(request.model_name, request.model_version or None)
         with dataplane.admit(size):
@@ -106,33 +107,42 @@ async def _answer(
             responses = dataplane.responses(model, decoded, timeout=context.time_remaining())
             async with contextlib.aclosing(responses):
                 async for response in responses:
-                    reply = pb.ModelStreamInferResponse(infer_response=encode_response(response, typed=typed))
-                    sent += infer_message_bytes(reply.infer_response)
+                    reply = pb.ModelStreamInferResponse()
+                    encode_response(response, typed=typed, into=reply.infer_response)
+                    sent += _reply_bytes(reply.infer_response)
+                    reply.infer_response.parameters[FINAL].bool_param = False
                     if empty_final:
-                        reply.infer_response.parameters[FINAL].bool_param = False
-                        await replies.put(reply)
+                        await write(reply)
                     else:
                         if held is not None:
-                            await replies.put(held)
-                        reply.infer_response.parameters[FINAL].bool_param = False
+                            await write(held)
                         held = reply
         if held is not None:
             held.infer_response.parameters[FINAL].bool_param = True
-            await replies.put(held)
+            await write(held)
         else:  # asked for, or nothing was yielded: the request still ends with a final response
-            await replies.put(_ending(request, model.name, model.version))
-    except asyncio.CancelledError:
-        code = ErrorCode.UNAVAILABLE  # the stream ended under it (the client went away, the server stops)
-        raise
+            await write(_ending(request, model.name, model.version))
+    except (asyncio.CancelledError, _Gone):
+        code = ErrorCode.UNAVAILABLE  # the call ended under it (the client went away, the server stops)
+        return
     except OmiError as exc:
         code = exc.code
-        await replies.put(_failure(request, model, exc.message))
+        with contextlib.suppress(_Gone):
+            await write(_failure(request, model, exc.message))
     except Exception as exc:
         code = ErrorCode.INTERNAL
         log.exception("unexpected error in ModelStreamInfer")
-        await replies.put(_failure(request, model, f"internal server error ({type(exc).__name__})"))
+        with contextlib.suppress(_Gone):
+            await write(_failure(request, model, f"internal server error ({type(exc).__name__})"))
     finally:
         servicer._observe(model, code, began, size, sent, request, context, "ModelStreamInfer")
+
+
+def _reply_bytes(message: pb.ModelInferResponse) -> int:
+    """The bytes of a reply's outputs: its raw contents summed (one call per response of a
+    stream, so the cheap way), else as :func:`infer_message_bytes` counts typed contents."""
+    raw = message.raw_output_contents
+    return sum(map(len, raw)) if raw else infer_message_bytes(message)
 
 
 def _flag(request: pb.ModelInferRequest, name: str) -> bool:

@@ -80,7 +80,11 @@ def _not_iterable(model: Model, value: Any) -> PredictError:
 
 
 class _AsyncSource(Source):
-    """An async generator (or an async predict returning an async iterator), awaited on the loop."""
+    """An async generator (or an async predict returning an async iterator), awaited on the loop.
+
+    One timer per stream, not one per step, holds the deadline: when it fires during a step,
+    the reading task is cancelled and the step fails with the deadline's error.
+    """
 
     def __init__(
         self,
@@ -98,32 +102,45 @@ class _AsyncSource(Source):
         self._predict = predict
         self._arrays = arrays
         self._iterator: Any = None
+        self._expired = False
+        self._stepping: asyncio.Task[Any] | None = None
+        loop = asyncio.get_running_loop()
+        self._timer = loop.call_at(loop.time() + deadline.remaining(), self._expire)
+
+    def _expire(self) -> None:
+        self._expired = True
+        if self._stepping is not None:
+            self._stepping.cancel()
 
     async def next(self) -> Any:
         model = self._model
+        if self._expired:
+            raise self._deadline.exceeded(model.name)
+        task = self._stepping = asyncio.current_task()
         try:
-            async with asyncio.timeout(self._deadline.remaining()):
-                if self._iterator is None:
-                    result = self._predict(**self._arrays)
-                    if inspect.isawaitable(result) and not hasattr(result, "__anext__"):
-                        result = await result  # stream=True on an async def returning an iterator
-                    if not hasattr(result, "__anext__"):
-                        raise _not_iterable(model, result)
-                    self._iterator = result
-                return await self._iterator.__anext__()
+            if self._iterator is None:
+                result = self._predict(**self._arrays)
+                if inspect.isawaitable(result) and not hasattr(result, "__anext__"):
+                    result = await result  # stream=True on an async def returning an iterator
+                if not hasattr(result, "__anext__"):
+                    raise _not_iterable(model, result)
+                self._iterator = result
+            return await self._iterator.__anext__()
         except StopAsyncIteration:
             raise
-        except TimeoutError:
-            raise self._deadline.exceeded(model.name) from None
         except asyncio.CancelledError as exc:
-            task = asyncio.current_task()
+            if self._expired and task is not None and task.uncancel() == 0:
+                raise self._deadline.exceeded(model.name) from None
             if task is not None and task.cancelling():
-                raise  # a deadline, a client that went away, the server stopping
+                raise  # a client that went away, the server stopping
             raise _failed(model, exc) from exc
         except BaseException as exc:  # user code: its failure fails this stream only
             raise _failed(model, exc) from exc
+        finally:
+            self._stepping = None
 
     async def aclose(self) -> None:
+        self._timer.cancel()
         gate, self._gate = self._gate, None
         if gate is None:
             return
@@ -198,8 +215,9 @@ def _iterator(model: Model, value: Any) -> Any:
 class _ThreadSource(Source):
     """A sync generator run in one of the model's threads, handing its items over a bounded buffer.
 
-    The thread waits (on a condition) while :data:`STREAM_BUFFER` items are unread; the loop is
-    woken (one ``call_soon_threadsafe``) only when it is waiting for an item.
+    The thread waits (on a condition) while :data:`STREAM_BUFFER` items are unread, until half
+    of them are read; the loop is woken (one ``call_soon_threadsafe``) only when it is waiting
+    for an item.
     """
 
     def __init__(
@@ -266,7 +284,10 @@ class _ThreadSource(Source):
             with self._lock:
                 if self._items:
                     ok, value = self._items.popleft()
-                    self._room.notify()
+                    if len(self._items) == STREAM_BUFFER // 2:
+                        # The thread waits for a full buffer to drain by half, not for each
+                        # item: one wake-up (and GIL hand-over) per half buffer.
+                        self._room.notify()
                     break
                 waiter = self._waiter = self._loop.create_future()
             try:
