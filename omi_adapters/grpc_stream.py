@@ -88,6 +88,7 @@ async def _answer(
     model = None
     code: ErrorCode | None = None
     empty_final = _flag(request, EMPTY_FINAL)
+    held: pb.ModelStreamInferResponse | None = None  # the last response, until the next shows it is not
 
     async def write(reply: pb.ModelStreamInferResponse) -> None:
         try:
@@ -103,7 +104,6 @@ async def _answer(
         with dataplane.admit(size):
             decoded = decode_request(request)
             typed = not request.raw_input_contents and bool(request.inputs)
-            held: pb.ModelStreamInferResponse | None = None
             responses = dataplane.responses(model, decoded, timeout=context.time_remaining())
             async with contextlib.aclosing(responses):
                 async for response in responses:
@@ -128,14 +128,21 @@ async def _answer(
     except OmiError as exc:
         code = exc.code
         with contextlib.suppress(_Gone):
-            await write(_failure(request, model, exc.message))
+            await _fail(write, held, _failure(request, model, exc.message))
     except Exception as exc:
         code = ErrorCode.INTERNAL
         log.exception("unexpected error in ModelStreamInfer")
         with contextlib.suppress(_Gone):
-            await write(_failure(request, model, f"internal server error ({type(exc).__name__})"))
+            await _fail(write, held, _failure(request, model, f"internal server error ({type(exc).__name__})"))
     finally:
         servicer._observe(model, code, began, size, sent, request, context, "ModelStreamInfer")
+
+
+async def _fail(write: Any, held: pb.ModelStreamInferResponse | None, failure: pb.ModelStreamInferResponse) -> None:
+    """Send the response held back (not final: the error is the end), then the error."""
+    if held is not None:
+        await write(held)
+    await write(failure)
 
 
 def _reply_bytes(message: pb.ModelInferResponse) -> int:

@@ -380,17 +380,25 @@ def test_model_stream_infer_runs_requests_side_by_side_and_an_error_carries_its_
     assert [r.infer_response.parameters["triton_final_response"].bool_param for r in ok] == [False] * 64 + [True]
 
 
-def test_model_stream_infer_fails_mid_stream_with_tritonclient(client: grpcclient.InferenceServerClient) -> None:
+@pytest.mark.parametrize("empty_final", [True, False])
+def test_model_stream_infer_fails_mid_stream_with_tritonclient(
+    client: grpcclient.InferenceServerClient, empty_final: bool
+) -> None:
     results: queue.Queue[Any] = queue.Queue()
     client.start_stream(callback=lambda result, error: results.put((result, error)), headers=GRPC_AUTH)
     try:
-        client.async_stream_infer("fails_midway", _tag("t"), request_id="f1", enable_empty_final_response=True)
+        client.async_stream_infer("fails_midway", _tag("t"), request_id="f1", enable_empty_final_response=empty_final)
         got = _until_final(results, 1)
+        # The stream goes on after the failed request.
+        client.async_stream_infer("markov", _inputs("The", 2), request_id="after", enable_empty_final_response=True)
+        after = _until_final(results, 1)
     finally:
         client.stop_stream()
     assert [r.as_numpy("text_output")[0] for r, e in got[:2]] == [b"t0", b"t1"]
+    assert not any(r.get_response().parameters["triton_final_response"].bool_param for r, _ in got[:2])
     result, error = got[2]
-    assert result is None and "the chain broke after two tokens" in error.message()
+    assert len(got) == 3 and result is None and "the chain broke after two tokens" in error.message()
+    assert [r.get_response().id for r, e in after] == ["after"] * 3 and all(e is None for _, e in after)
 
 
 def test_a_cancelled_grpc_stream_closes_the_generator(server: Served, marks: Path) -> None:
