@@ -411,3 +411,16 @@ def test_a_cancelled_grpc_stream_closes_the_generator(server: Served, marks: Pat
         assert first.infer_response.id == "e" and not first.error_message
         call.cancel()
     _wait_for(marks / "grpc-gone", "closed")
+
+
+def test_model_infer_on_a_streaming_model_answers_the_joined_yields(
+    client: grpcclient.InferenceServerClient, expected: Any
+) -> None:
+    result = client.infer("markov", _inputs("The mill", 6), request_id="u1", headers=GRPC_AUTH)
+    assert result.get_response().id == "u1"
+    assert [t.decode() for t in result.as_numpy("text_output")] == expected("The mill", 6)
+
+
+def test_other_methods_on_the_generate_paths_are_refused(server: Served) -> None:
+    reply = httpx.get(_url(server, "markov", "generate_stream"), headers=AUTH, timeout=30)
+    assert reply.status_code == 405 and "error" in reply.json()
