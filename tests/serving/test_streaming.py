@@ -231,9 +231,11 @@ def test_infer_on_a_streaming_model_answers_the_joined_yields(server: Served, ex
 def test_a_client_that_goes_away_mid_stream_closes_the_generator(server: Served, marks: Path, model: str) -> None:
     tag = f"gone-{model}"
     with httpx.stream("POST", _url(server, model, "generate_stream"), json={"tag": tag}, headers=AUTH, timeout=30) as r:
-        lines = r.iter_lines()
-        first = next(events(lines))
-        assert json.loads(first)["text_output"] == "t0"
+        stream = events(r.iter_lines())  # kept: a dropped iterator would close the response
+        assert [json.loads(next(stream))["text_output"] for _ in range(3)] == ["t0", "t1", "t2"]
+        time.sleep(0.2)
+        if (marks / tag).exists():
+            assert "closed" not in (marks / tag).read_text().splitlines()  # running until the client goes
     # Leaving the block closed the connection mid-stream.
     began = time.monotonic()
     _wait_for(marks / tag, "closed")
@@ -241,7 +243,8 @@ def test_a_client_that_goes_away_mid_stream_closes_the_generator(server: Served,
     if model == "endless":
         # Its one slot (max_concurrency=1) is free again: the next stream runs.
         with httpx.stream("POST", _url(server, "endless", "generate_stream"), json={"tag": "again"}, headers=AUTH) as r:
-            assert r.status_code == 200 and json.loads(next(events(r.iter_lines())))["text_output"] == "t0"
+            again = events(r.iter_lines())
+            assert r.status_code == 200 and json.loads(next(again))["text_output"] == "t0"
 
 
 def test_a_slow_reader_holds_the_generator_back(server: Served, marks: Path) -> None:
@@ -249,9 +252,13 @@ def test_a_slow_reader_holds_the_generator_back(server: Served, marks: Path) -> 
     with httpx.stream(
         "POST", _url(server, "flood", "generate_stream"), json={"tag": tag}, headers=AUTH, timeout=30
     ) as r:
-        next(events(r.iter_lines()))
+        stream = events(r.iter_lines())  # kept: a dropped iterator would close the response
+        next(stream)
         time.sleep(1.5)  # read nothing meanwhile
-        produced = (marks / tag).read_text().splitlines().count("produced")
+        lines = (marks / tag).read_text().splitlines()
+        assert "closed" not in lines  # still streaming, only held back
+        produced = lines.count("produced")
+        assert json.loads(next(stream))["text_output"] == "x" * 100_000  # and it goes on when read
     # The socket buffers and a few events in flight hold a few MB; a generator that ran free
     # would have made many thousands of these 100 kB tokens in 1.5 s.
     assert produced < 400, produced
@@ -424,3 +431,20 @@ def test_model_infer_on_a_streaming_model_answers_the_joined_yields(
 def test_other_methods_on_the_generate_paths_are_refused(server: Served) -> None:
     reply = httpx.get(_url(server, "markov", "generate_stream"), headers=AUTH, timeout=30)
     assert reply.status_code == 405 and "error" in reply.json()
+
+
+def test_an_open_stream_counts_against_the_in_flight_limit(marks: Path) -> None:
+    env = {"STREAM_MARKS": str(marks)}
+    with serve("tests/serving/stream_models.py", env=env, protocols=("rest",), args=("--max-inflight", "1")) as one:
+        one.wait_ready()
+        url = f"http://{one.http_url}/v2/models/endless/generate_stream"
+        with httpx.stream("POST", url, json={"tag": "inflight"}, timeout=30) as first:
+            stream = events(first.iter_lines())  # kept: a dropped iterator would close the response
+            assert json.loads(next(stream))["text_output"] == "t0"
+            refused = httpx.post(url, json={"tag": "second"}, timeout=30)
+            assert refused.status_code == 503 and "--max-inflight" in refused.json()["error"]
+            assert refused.headers["retry-after"] == "1"
+        _wait_for(marks / "inflight", "closed")
+        # Once the first stream has ended, the next is admitted.
+        with httpx.stream("POST", url, json={"tag": "third"}, timeout=30) as third:
+            assert third.status_code == 200
