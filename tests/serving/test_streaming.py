@@ -417,7 +417,9 @@ def test_a_cancelled_grpc_stream_closes_the_generator(server: Served, marks: Pat
         first = next(call)
         assert first.infer_response.id == "e" and not first.error_message
         call.cancel()
+        began = time.monotonic()
     _wait_for(marks / "grpc-gone", "closed")
+    assert time.monotonic() - began < 2.5  # at once, not at the 4 s deadline
 
 
 def test_model_infer_on_a_streaming_model_answers_the_joined_yields(
