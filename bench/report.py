@@ -15,6 +15,15 @@ COLUMNS = [("minimal", "minimal OIP"), ("triton", "Triton"), ("omi", "omi serve 
 TARGET_SERVER = "omi"
 
 
+#: The streaming figures (omi serve only): key, title, unit, lower is better.
+STREAM_ROWS = [
+    ("stream_sse_tps", "generate_stream (SSE): tokens/s, 10,000 small responses", "tok/s", False),
+    ("stream_sse_ttft", "generate_stream (SSE): time to first token", "ms", True),
+    ("stream_grpc_tps", "ModelStreamInfer: tokens/s, 10,000 small responses", "tok/s", False),
+    ("stream_grpc_ttft", "ModelStreamInfer: time to first token", "ms", True),
+]
+
+
 def _bare(protocol: str) -> str:
     return "bare_rest" if protocol == "rest" else "bare_grpc"
 
@@ -43,6 +52,7 @@ def summarize(record: dict[str, Any], figures: Sequence[Any], observe: Sequence[
     rows = [(f.key, f.title, f.unit, f.protocol, f.lower_is_better) for f in figures]
     rows.append(("cold_start", "cold start to first answer", "s", "rest", True))
     rows.append(("json_memory", "REST 4 MiB JSON: peak RSS growth / body", "x body", "rest", True))
+    rows += [(key, title, unit, "stream", lower) for key, title, unit, lower in STREAM_ROWS]
     for key, title, unit, protocol, lower in rows:
         entry: dict[str, Any] = {"title": title, "unit": unit, "protocol": protocol, "lower_is_better": lower,
                                  "bare": _bare(protocol), "servers": {}}  # fmt: skip
@@ -102,6 +112,9 @@ def _targets(summary: dict[str, Any]) -> list[dict[str, Any]]:
     def ratio(figure: str, reference: str = "ratio_to_bare") -> Callable[[], float | None]:
         return lambda: _get(summary, figure, TARGET_SERVER, reference)
 
+    def median(figure: str) -> Callable[[], float | None]:
+        return lambda: _get(summary, figure, TARGET_SERVER, "median")
+
     checks: list[tuple[str, str, Callable[[], float | None], str, float]] = [
         ("rest_p50", "REST small p50, omi serve / bare", ratio("rest_p50"), "<=", 1.1),
         ("rest_rps", "REST small RPS, omi serve / bare", ratio("rest_rps"), ">=", 0.9),
@@ -118,6 +131,10 @@ def _targets(summary: dict[str, Any]) -> list[dict[str, Any]]:
          ratio("rest_rps", "ratio_to_minimal"), ">=", 0.7),
         ("batching", "batching on / off, RPS", lambda: summary["scaling"]["batching"]["ratio"], ">=", 5.0),
         ("workers", "--workers 2 / --workers 1, RPS", lambda: summary["scaling"]["workers"]["ratio"], ">=", 1.6),
+        ("stream_sse_tps", "generate_stream tokens/s", median("stream_sse_tps"), ">=", 10_000.0),
+        ("stream_sse_ttft", "generate_stream time to first token (ms)", median("stream_sse_ttft"), "<=", 5.0),
+        ("stream_grpc_tps", "ModelStreamInfer tokens/s", median("stream_grpc_tps"), ">=", 10_000.0),
+        ("stream_grpc_ttft", "ModelStreamInfer time to first token (ms)", median("stream_grpc_ttft"), "<=", 5.0),
     ]  # fmt: skip
     out = []
     for key, what, get, op, bound in checks:
@@ -136,6 +153,8 @@ def missing(record: dict[str, Any]) -> list[str]:
             wanted = server in ("bare_rest", "minimal", "triton", "omi", "omi_thread")
             if entry["protocol"] == "grpc":
                 wanted = server in ("bare_grpc", "triton", "omi", "omi_thread")
+            elif entry["protocol"] == "stream":
+                wanted = server == "omi"
             if wanted and server not in entry["servers"]:
                 gone.append(f"{key}/{server}")
     gone += [t["key"] for t in summary["targets"] if t["value"] is None]
@@ -277,6 +296,23 @@ def markdown(record: dict[str, Any]) -> str:
             for o in summary.get("observability", {}).values()
         ),
         "",
+        "## Streaming",
+        "",
+        (
+            "`omi serve bench/stream_models.py`: a plain sync generator (run in one of the model's threads, "
+            "as a user's is by default) yielding 10,000 one-element BYTES responses per request; one stream "
+            "at a time, on core 0, read on core 1. Medians over the rounds."
+        ),
+        "",
+        "| figure | omi serve | target | |",
+        "|---|---|---|---|",
+    ]
+    for key, title, unit, _ in STREAM_ROWS:
+        data = figures.get(key, {}).get("servers", {}).get("omi")
+        value = _number(data["median"] if data else None, unit)
+        lines.append(f"| {title} | {value} {unit} | {targets[key]['target']} | {_verdict(targets[key]['met'])} |")
+    lines += [
+        "",
         "## Spread over the rounds",
         "",
         "omi serve's (adder) ratio to the bare baseline in each round, to show how much the machine drifted.",
@@ -363,6 +399,14 @@ during each measurement, `idle_cpu_share`: about 0).
 - **batching**: `omi serve bench/scaling_models.py` serving the same model twice (predict
   sleeps 2 ms per call, `max_concurrency=1`, inputs `[-1, 4]` FP32), without and with
   `max_batch_size=16`; `wrk -c16` posts 1-row requests to each, requests per second.
+- **streaming**: `bench/streaming.py` asks for one stream of 10,000 tokens at a time, for the
+  measurement's seconds (3 streams at least, after one to warm up): over REST, `POST
+  /v2/models/tokens/generate_stream` on a raw socket that counts the `data:` events of the
+  chunked reply; over gRPC, `ModelStreamInfer` with `triton_enable_empty_final_response` (so
+  that no response waits for the next) on a bare HTTP/2 client that counts the reply's
+  messages (grpcio's Python client spends more per message than the server). Tokens per second
+  is 10,000 over the time from sending the request to the end of the reply; time to first token
+  is from sending the request to the first event or message. Medians of the streams.
 - **workers**: `omi serve bench/scaling_models.py:gil_burner` (predict burns 1 ms of its thread's
   CPU time in a pure-Python loop, holding the GIL) with `--workers 1` and `--workers 2`, allowed
   both cores, `wrk -c16` unpinned; requests per second, once every worker serves.

@@ -12,7 +12,9 @@ Servers, each started pinned to core 0 with the load generators on core 1:
 
 Each round starts every server, measures each figure on every server back to back (their order
 turns from round to round), stops them, then measures the cold starts (with the JSON memory
-figure on each fresh process) and the two scaling figures. Ratios are taken within a round; the
+figure on each fresh process), the two scaling figures and the streaming figures (tokens per
+second and time to first token of a generator yielding 10,000 small responses, over
+``generate_stream`` and ``ModelStreamInfer``). Ratios are taken within a round; the
 report gives the median ratio over the rounds and the median absolute figures.
 
 Knobs: ``BENCH_SECONDS`` (per measurement, default 3), ``BENCH_ROUNDS`` (default 5),
@@ -47,6 +49,7 @@ import harness
 import payloads
 import profiles as profiles_module
 import report
+import streaming
 from harness import BOTH_CORES, HERE, ROOT, Server
 
 PY = sys.executable
@@ -456,6 +459,31 @@ def profile_missed(run: Run, summary: dict[str, Any]) -> dict[str, Any]:
     return profiles
 
 
+def streams(run: Run, number: int) -> None:
+    """Tokens per second and time to first token of one stream of 10,000 small responses
+    (``bench/stream_models.py``, a plain sync generator) over SSE and over the gRPC stream."""
+    spec = Spec("streams", "omi serve", BOTH, omi_serve(str(HERE / "stream_models.py"), "--protocols", "rest,grpc"))
+    server, ports = spec.server()
+    try:
+        server.start()
+        harness.wait_port(server, ports["http"])
+        harness.wait_port(server, ports["grpc"])
+        for protocol in _turned(["rest", "grpc"], number):
+            port = ports["http"] if protocol == "rest" else ports["grpc"]
+            name = "sse" if protocol == "rest" else "grpc"
+            load = functools.partial(streaming.measure, protocol, port, run.seconds)
+            run.attempt(f"stream_{name}_tps", "omi", load, "tokens_per_s")
+            result = run.data[-1][f"stream_{name}_tps"]["omi"]
+            if "error" not in result:
+                run.attempt(f"stream_{name}_ttft", "omi", lambda r=result: dict(r), "ttft_ms")
+        server.check_alive()
+    except Exception as exc:  # noqa: BLE001 - recorded; the run goes on
+        run.errors.append(f"round {number}, streams: {exc}")
+        print(f"  FAILED streams: {exc}", flush=True)
+    finally:
+        server.stop()
+
+
 def _wait_workers(server: Server, count: int, timeout: float = 120.0) -> None:
     """Wait until the supervisor says (at log level info) that ``count`` workers serve."""
     deadline = time.monotonic() + timeout
@@ -531,6 +559,7 @@ def main() -> int:
             cold_starts(run, number)
             scaling(run, number)
             observability(run, number)
+            streams(run, number)
         summary = report.summarize({"servers": specs, "rounds_data": run.data}, FIGURES, OBSERVE_FIGURES)
         profiles = profile_missed(run, summary) if os.environ.get("BENCH_PROFILES", "1") != "0" else {}
     record = {

@@ -142,6 +142,7 @@ class Model:
         max_queue: int | None = None,
         max_queue_delay: float = 0.0,
         preferred_batch_sizes: Sequence[int] = (),
+        stream: bool | None = None,
     ) -> None:
         if not isinstance(name, str) or not _NAME.match(name):
             raise ConfigurationError(f"model name {name!r} must be letters, digits, '_', '.', '-'")
@@ -202,17 +203,24 @@ class Model:
             predict = getattr(target, "predict", None)
             if not callable(predict):
                 raise ConfigurationError(f"model '{name}': class {target.__name__} has no predict method")
-            self.is_async = inspect.iscoroutinefunction(predict)
+            self.is_async, self.streaming = _kind(predict, stream, f"model '{name}': {target.__name__}.predict")
             _bind(predict, self.inputs, f"{target.__name__}.predict", skip_self=True)
             _check_returns(predict, self.outputs, f"{target.__name__}.predict")
             loader_fn: Callable[[], Any] = self._instantiate
         else:
             if not callable(target):
                 raise ConfigurationError(f"model '{name}': @model needs a function or a class, got {target!r}")
-            self.is_async = inspect.iscoroutinefunction(target)
+            self.is_async, self.streaming = _kind(target, stream, f"model '{name}'")
             _bind(target, self.inputs, getattr(target, "__name__", repr(target)), skip_self=False)
             _check_returns(target, self.outputs, getattr(target, "__name__", repr(target)))
             loader_fn = lambda: target
+        if self.streaming and max_batch_size > 0:
+            # One request's responses come from one generator: rows of several requests cannot
+            # share a call, and a batch would hold every stream in it until the longest ended.
+            raise ConfigurationError(
+                f"model '{name}' streams (its predict is a generator), so it cannot batch: "
+                f"remove max_batch_size={max_batch_size}"
+            )
         self._loader: Loader[Callable[..., Any]] = Loader(name, loader_fn, self.load_policy)
         self.__doc__ = getattr(target, "__doc__", None)
 
@@ -388,11 +396,32 @@ class Model:
                 else {}
             ),
             "async": self.is_async,
+            "stream": self.streaming,
             "run_in_thread": self.run_in_thread and not self.is_async,
             "max_concurrency": self.max_concurrency,
             "max_queue": self.max_queue,
             "omi": self.metadata.to_dict(),
         }
+
+
+def _kind(fn: Callable[..., Any], stream: bool | None, label: str) -> tuple[bool, bool]:
+    """``(is_async, streaming)`` of a predict: a generator function streams unless told otherwise.
+
+    ``stream=True`` declares a predict that returns an iterator without being a generator
+    function (a wrapped one); what it returns is then checked on every call.
+    """
+    if stream is not None and not isinstance(stream, bool):
+        raise ConfigurationError(f"{label}: stream must be True, False or None, got {stream!r}")
+    unwrapped = inspect.unwrap(fn)
+    if inspect.isasyncgenfunction(fn) or inspect.isasyncgenfunction(unwrapped):
+        if stream is False:
+            raise ConfigurationError(f"{label}: an async generator predict always streams; drop stream=False")
+        return True, True
+    if inspect.isgeneratorfunction(fn) or inspect.isgeneratorfunction(unwrapped):
+        if stream is False:
+            raise ConfigurationError(f"{label}: a generator predict always streams; drop stream=False")
+        return False, True
+    return inspect.iscoroutinefunction(fn), bool(stream)
 
 
 def _tensors(tensors: Sequence[Tensor], where: str) -> tuple[Tensor, ...]:
@@ -482,6 +511,7 @@ def model(
     max_queue: int | None = None,
     max_queue_delay: float = 0.0,
     preferred_batch_sizes: Sequence[int] = (),
+    stream: bool | None = None,
     author: str = "",
     model_type: str = "grpc",
     source: str = "omi-adapters",
@@ -506,6 +536,12 @@ def model(
             0 (the default) merges only the requests that queue while the model is busy.
         preferred_batch_sizes: batch sizes to cut batches to when more rows wait (Triton's
             ``preferred_batch_size``).
+        stream: whether predict streams its responses. A generator predict (``def`` with
+            ``yield``, or ``async def`` with ``yield``) streams by itself: each yield is one
+            response (an array, or a dict of arrays by output name), checked against the
+            outputs like a return value. ``True`` declares a predict that returns an
+            iterator or async iterator without being a generator function. A streaming model
+            cannot batch (``max_batch_size`` must be 0).
         ready_timeout: how long a request waits for a ``background`` load before a 503.
         run_in_thread: a sync predict runs in the server's thread pool, so that a slow one never
             stalls other requests. ``False`` runs it on the event loop instead, which saves the
@@ -556,6 +592,7 @@ def model(
             max_queue=max_queue,
             max_queue_delay=max_queue_delay,
             preferred_batch_sizes=preferred_batch_sizes,
+            stream=stream,
         )
 
     return decorate

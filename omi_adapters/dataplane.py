@@ -15,7 +15,7 @@ import concurrent.futures
 import functools
 import logging
 import time
-from collections.abc import Awaitable, Iterable
+from collections.abc import AsyncGenerator, Awaitable, Iterable
 from typing import Any, TypeVar
 
 from omi_adapters import __version__, classification, tracing
@@ -54,6 +54,7 @@ __all__ = [
     "call_async",
     "call_sync",
     "in_thread",
+    "predict_failed",
 ]
 
 SERVER_NAME = "omi-adapters"
@@ -62,6 +63,9 @@ PREDICT_THREAD_PREFIX = "omi-predict"
 #: Reported by server metadata: the Triton conventions this server follows (Triton's protocol extensions).
 #: ``statistics`` is added when the metrics are recorded (they are its figures).
 EXTENSIONS = ("binary_tensor_data", "classification", "model_configuration", "model_repository")
+
+#: A stream lets the event loop turn after its first response and after every 16 (a mask).
+_YIELD_EVERY = 15
 
 log = logging.getLogger("omi_adapters")
 T = TypeVar("T")
@@ -287,6 +291,8 @@ class DataPlane:
         Past the deadline the request fails with :class:`DeadlineExceededError`; an async
         predict is cancelled then, a sync one runs on in its thread, holding its slot.
         """
+        if model.streaming:
+            return await self._collect(model, request, timeout)
         hooks = self._hooks[model]
         hooks.enter(1)
         trace = tracing.current() if tracing.active else None
@@ -337,6 +343,82 @@ class DataPlane:
             return _response(model, request, outputs, names)
         finally:
             hooks.leave(1)
+
+    async def responses(
+        self, model: Model, request: InferenceRequest, *, timeout: float | None = None
+    ) -> AsyncGenerator[InferenceResponse, None]:
+        """The responses of one request of ``model``: each yield of a streaming predict, or the one response.
+
+        The stream holds one of the model's predict slots from its first step until the
+        generator has stopped, under the request's deadline (:meth:`run` says which). Close it
+        (``contextlib.aclosing``) when the client goes away: the generator is closed then, its
+        ``finally`` blocks run, and its slot is freed.
+        """
+        if not model.streaming:
+            yield await self.run(model, request, timeout=timeout)
+            return
+        from omi_adapters.streaming import open_source
+
+        hooks = self._hooks[model]
+        hooks.enter(1)
+        began = time.perf_counter()
+        try:
+            deadline, predict = await self._ready(model, timeout)
+            arrays = model.bind_inputs(request.inputs)
+            names = _requested_names(model, request)
+            call = await self._slot(model, deadline)
+            source = open_source(model, predict, arrays, self._gates[model], call, deadline)
+            try:
+                count = 0
+                while True:
+                    if count & _YIELD_EVERY == 1:
+                        # A generator that never waits would hold the loop for its whole stream:
+                        # let the loop turn after the first response (so that it goes out at once)
+                        # and every few after it (other requests, and the writes, go on).
+                        await asyncio.sleep(0)
+                    try:
+                        item = await source.next()
+                    except StopAsyncIteration:
+                        return
+                    count += 1
+                    yield _response(model, request, model.check_outputs(item), names)
+            finally:
+                await source.aclose()
+                hooks.predicted(time.perf_counter() - began, 1)
+        finally:
+            hooks.leave(1)
+
+    async def _collect(self, model: Model, request: InferenceRequest, timeout: float | None) -> InferenceResponse:
+        """A streaming model's yields as one response (:func:`omi_adapters.streaming.collect`)."""
+        from omi_adapters.streaming import check_collected, collect, collected_bytes
+
+        parts: list[InferenceResponse] = []
+        held = 0
+        stream = self.responses(model, request, timeout=timeout)
+        try:
+            async for response in stream:
+                parts.append(response)
+                held += collected_bytes(response)
+                check_collected(model, held, self.limits.max_inflight_bytes)
+        finally:
+            await stream.aclose()
+        return collect(model, parts, request.id)
+
+    async def _slot(self, model: Model, deadline: Deadline) -> int:
+        """Take one of ``model``'s predict slots for a request with ``deadline`` (waiting in its queue)."""
+        gate = self._gates[model]
+        hooks = self._hooks[model]
+        if gate.free:
+            hooks.waited(0.0)
+            return gate.take(deadline)
+        hooks.queue(1)
+        began = time.perf_counter()
+        try:
+            call = await gate.acquire(deadline)
+        finally:
+            hooks.dequeue(1)
+        hooks.waited(time.perf_counter() - began)
+        return call
 
     async def run_items(
         self, model: Model, requests: list[InferenceRequest], *, timeout: float | None = None
@@ -525,7 +607,7 @@ def call_sync(model: Model, predict: Any, arrays: dict[str, Any]) -> Any:
     except OmiError:
         raise
     except BaseException as exc:  # user code: see the docstring
-        raise _predict_failed(model, exc) from exc
+        raise predict_failed(model, exc) from exc
 
 
 async def call_async(model: Model, predict: Any, arrays: dict[str, Any]) -> Any:
@@ -542,11 +624,12 @@ async def call_async(model: Model, predict: Any, arrays: dict[str, Any]) -> Any:
         task = asyncio.current_task()
         if task is not None and task.cancelling():
             raise
-        raise _predict_failed(model, exc) from exc
+        raise predict_failed(model, exc) from exc
     except BaseException as exc:  # user code
-        raise _predict_failed(model, exc) from exc
+        raise predict_failed(model, exc) from exc
 
 
-def _predict_failed(model: Model, exc: BaseException) -> PredictError:
+def predict_failed(model: Model, exc: BaseException) -> PredictError:
+    """The :class:`PredictError` of a predict that raised ``exc``, which is logged with its traceback."""
     log.error("predict of model %r raised", model.name, exc_info=exc)
     return PredictError.raised(model.name, exc)

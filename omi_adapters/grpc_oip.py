@@ -197,32 +197,11 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
                 outcome, seconds, size, sent, request.id or None, context.peer(),
             )  # fmt: skip
 
-    async def ModelStreamInfer(
-        self, requests: AsyncIterator[pb.ModelInferRequest], context: Context
-    ) -> AsyncIterator[pb.ModelStreamInferResponse]:
-        # Triton's stream (its gRPC ``ModelStreamInfer``): one reply per request, in order; a failed request is reported
-        # in error_message and the stream goes on.
-        async for request in requests:
-            began = time.perf_counter()
-            size = infer_message_bytes(request)
-            model = None
-            if tracing.active:
-                _trace("ModelStreamInfer", context)
-            try:
-                model = self.dataplane.get(request.model_name, request.model_version or None)
-                reply = await self._infer(model, request, size, context.time_remaining())
-            except OmiError as exc:
-                self._observe(model, exc.code, began, size, 0, request, context, "ModelStreamInfer")
-                yield pb.ModelStreamInferResponse(error_message=exc.message)
-            except Exception as exc:
-                self._observe(model, ErrorCode.INTERNAL, began, size, 0, request, context, "ModelStreamInfer")
-                log.exception("unexpected error in ModelStreamInfer")
-                yield pb.ModelStreamInferResponse(error_message=f"internal server error ({type(exc).__name__})")
-            else:
-                self._observe(
-                    model, None, began, size, infer_message_bytes(reply), request, context, "ModelStreamInfer"
-                )
-                yield pb.ModelStreamInferResponse(infer_response=reply)
+    async def ModelStreamInfer(self, requests: AsyncIterator[pb.ModelInferRequest], context: Context) -> None:
+        # Triton's stream: each response of each request its own message (omi_adapters.grpc_stream).
+        from omi_adapters.grpc_stream import stream_infer
+
+        await stream_infer(self, requests, context)
 
     async def _infer(
         self, model: Any, request: pb.ModelInferRequest, size: int, timeout: float | None
@@ -244,12 +223,7 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
 
 def _trace(rpc: str, context: Context) -> tracing.Request:
     """Begin the server span of one inference RPC, its parent the ``traceparent`` of the call's metadata."""
-    return tracing.start(
-        "grpc",
-        f"{SERVICE_NAME}/{rpc}",
-        tracing.grpc_carrier(context.invocation_metadata()),
-        {"rpc.system": "grpc", "rpc.service": SERVICE_NAME, "rpc.method": rpc},
-    )
+    return tracing.start_rpc("grpc", SERVICE_NAME, rpc, context.invocation_metadata())
 
 
 async def _abort(context: Context, exc: OmiError) -> Any:

@@ -136,12 +136,8 @@ class ModzyModelServicer(pb_grpc.ModzyModelServicer):
 
     async def _traced_run(self, request: pb.RunRequest, context: Context) -> pb.RunResponse:
         """:meth:`Run` under a server span (the items' queue and predict spans are its children)."""
-        trace = tracing.start(
-            "omi",
-            f"{SERVICE_NAME}/Run",
-            tracing.grpc_carrier(context.invocation_metadata()),
-            {"rpc.system": "grpc", "rpc.service": SERVICE_NAME, "rpc.method": "Run", "omi.items": len(request.inputs)},
-        )
+        trace = tracing.start_rpc("omi", SERVICE_NAME, "Run", context.invocation_metadata())
+        trace.span.set_attribute("omi.items", len(request.inputs))
         try:
             reply = await self._answer_run(request, context)
         finally:

@@ -391,6 +391,22 @@ class ModelGate:
         finally:
             timer.cancel()
 
+    def run_detached(self, call: int, fn: Callable[..., Any], *args: Any) -> None:
+        """Run ``fn(*args)`` in this model's pool holding slot ``call``, without awaiting it.
+
+        For work that reports by other means (a streaming predict's thread hands its items
+        over itself): the slot is released when the thread returns, as in :meth:`in_thread`.
+        ``fn`` must not raise; what it raises is dropped.
+        """
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[Any] = loop.create_future()
+        future.add_done_callback(lambda done: done.cancelled() or done.exception())
+        try:
+            _hand_off(self._pool(), loop, future, fn, args, functools.partial(self.release, call))
+        except BaseException:
+            self.release(call)
+            raise
+
     def _pool(self) -> concurrent.futures.ThreadPoolExecutor:
         if self._executor is None:
             self._executor = concurrent.futures.ThreadPoolExecutor(

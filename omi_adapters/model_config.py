@@ -119,6 +119,10 @@ def model_config(
         "parameters": {TARGET_PARAMETER: {"string_value": targets[newest.version]}},
         "model_warmup": [],
     }
+    if newest.streaming:
+        # Each yield is one response (Triton's decoupled models): the backend sends them through
+        # the request's response sender, which a model that is not decoupled may not use.
+        config["model_transaction_policy"] = {"decoupled": True}
     if len(ordered) > 1:
         for model in ordered:
             config["parameters"][version_target(model.version)] = {"string_value": targets[model.version]}
@@ -126,10 +130,11 @@ def model_config(
 
 
 def same_contract(a: Model, b: Model) -> bool:
-    """Whether two models declare the same tensors and batching (one Triton configuration fits both)."""
+    """Whether two models declare the same tensors, batching and streaming (one Triton configuration fits both)."""
     batching = a.max_batch_size > 0
     return (
         a.max_batch_size == b.max_batch_size
+        and a.streaming == b.streaming
         and [_input(t, batching) for t in a.inputs] == [_input(t, batching) for t in b.inputs]
         and [_output(t, batching) for t in a.outputs] == [_output(t, batching) for t in b.outputs]
     )

@@ -75,6 +75,10 @@ TIMEOUT = "omi.timeout"
 _JSON = [(b"content-type", b"application/json")]
 _BINARY = b"application/octet-stream"
 
+#: Triton's generate extension (:mod:`omi_adapters.rest_generate`).
+_GENERATE = ("generate", "generate_stream")
+_POSTED = ("infer", *_GENERATE)
+
 # (status, extra headers, body chunks)
 Reply = tuple[int, list[tuple[bytes, bytes]], list[bytes | memoryview]]
 
@@ -173,7 +177,7 @@ def _internal(exc: BaseException) -> Reply:
 
 
 def _route(path: str) -> tuple[str, str | None, str | None] | None:
-    """Match the hot routes: ('live'|'ready'|'model_ready'|'infer', model, version)."""
+    """Match the hot routes: ('live'|'ready'|'model_ready'|'infer'|'generate'|'generate_stream', model, version)."""
     if path == "/v2/health/live":
         return "live", None, None
     if path == "/v2/health/ready":
@@ -187,8 +191,8 @@ def _route(path: str) -> tuple[str, str | None, str | None] | None:
         name, version, action = parts[0], parts[2], parts[3]
     else:
         return None
-    if action == "infer":
-        return "infer", name, version
+    if action in ("infer", "generate", "generate_stream"):
+        return action, name, version
     if action == "ready":
         return "model_ready", name, version
     return None
@@ -220,7 +224,17 @@ class OipApp:
                     else:
                         await self._infer(scope, receive, send, name, version)  # type: ignore[arg-type]
                     return
-                if kind != "infer" and method in ("GET", "HEAD"):
+                if kind in _GENERATE and method == "POST":
+                    from omi_adapters.rest_generate import serve_generate
+
+                    trace = _start_trace(scope, kind, version) if tracing.active else None
+                    try:
+                        await serve_generate(self, scope, receive, send, name, version, kind == "generate_stream")  # type: ignore[arg-type]
+                    finally:
+                        if trace is not None and not trace.ended:
+                            trace.finish(None, version, "client went away", None, time.perf_counter())
+                    return
+                if kind not in _POSTED and method in ("GET", "HEAD"):
                     await _send(send, self._health(kind, name, version), head=method == "HEAD")
                     return
             elif scope["path"] == "/metrics" and self.metrics is not None and scope["method"] in ("GET", "HEAD"):
@@ -262,17 +276,7 @@ class OipApp:
 
     async def _traced_infer(self, scope: Scope, receive: Receive, send: Send, name: str, version: str | None) -> None:
         """:meth:`_infer` under a server span, whose parent is the ``traceparent`` header's trace."""
-        route = (
-            "/v2/models/{model_name}/infer"
-            if version is None
-            else "/v2/models/{model_name}/versions/{model_version}/infer"
-        )
-        trace = tracing.start(
-            "rest",
-            f"POST {route}",
-            tracing.http_carrier(scope["headers"]),
-            {"http.request.method": "POST", "http.route": route, "url.path": scope["path"]},
-        )
+        trace = _start_trace(scope, "infer", version)
         try:
             await self._infer(scope, receive, send, name, version, trace)
         finally:
@@ -433,6 +437,13 @@ class OipApp:
             if not message.get("more_body", False):
                 break
         return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+
+
+def _start_trace(scope: Scope, action: str, version: str | None) -> tracing.Request:
+    """Begin the server span of a POST to ``.../{action}``, its parent the ``traceparent`` header's trace."""
+    route = "/v2/models/{model_name}" + ("" if version is None else "/versions/{model_version}") + f"/{action}"
+    attributes = {"http.request.method": "POST", "http.route": route, "url.path": scope["path"]}
+    return tracing.start("rest", f"POST {route}", tracing.http_carrier(scope["headers"]), attributes)
 
 
 async def _send(send: Send, reply: Reply, *, head: bool = False) -> int:

@@ -212,6 +212,62 @@ def build_api(endpoints: _Endpoints, app: OipApp) -> FastAPI:
             reply = await endpoints.infer(model_name, model_version, header.encode() if header else None, body)
         return _response(reply)
 
+    async def generate(request: Request, model_name: str, model_version: str | None = None) -> Response:
+        # Reached only when the ASGI fast path did not take the request (it always does for POST);
+        # kept so that the documented route is a working one (rest_generate serves the real one).
+        return await _generate(request, model_name, model_version, stream=False)
+
+    async def generate_stream(request: Request, model_name: str, model_version: str | None = None) -> Response:
+        return await _generate(request, model_name, model_version, stream=True)
+
+    async def _generate(request: Request, model_name: str, model_version: str | None, *, stream: bool) -> Response:
+        from omi_adapters.codecs import generate_json, sse
+
+        dataplane = endpoints.dataplane
+        model = dataplane.get(model_name, model_version)
+        with dataplane.admit(int(request.headers.get("content-length") or 0)):
+            decoded = generate_json.decode_request(await request.body(), model.inputs)
+            if not stream:
+                answer = await dataplane.run(model, decoded)
+                return Response(generate_json.encode_response(answer), media_type="application/json")
+            events = [sse.event(generate_json.encode_response(r)) async for r in dataplane.responses(model, decoded)]
+        return Response(b"".join(events), media_type=sse.CONTENT_TYPE.decode())
+
+    generate_doc = {
+        "requestBody": {
+            "required": True,
+            "content": {
+                "application/json": {
+                    "schema": {
+                        "type": "object",
+                        "description": (
+                            "Triton's generate extension: a key naming an input is that input (a string, number, "
+                            "boolean or list), 'id' the request's id, 'parameters' and any other key parameters."
+                        ),
+                        "additionalProperties": True,
+                    }
+                }
+            },
+        }
+    }
+    generate_errors = {
+        **infer_errors,
+        200: {
+            "description": "One $generate_response: model_name, model_version, id and each output by name.",
+            "content": {"application/json": {"schema": {"type": "object", "additionalProperties": True}}},
+        },
+    }
+    stream_errors = {
+        **infer_errors,
+        200: {
+            "description": (
+                "Server-sent events: one 'data: {json}' event per response (each yield of a streaming model); "
+                "an error after the first event is a last 'data: {\"error\": ...}' event."
+            ),
+            "content": {"text/event-stream": {"schema": {"type": "string"}}},
+        },
+    }
+
     infer_body = {
         "requestBody": {
             "required": True,
@@ -257,6 +313,24 @@ def build_api(endpoints: _Endpoints, app: OipApp) -> FastAPI:
             tags=["inference"],
             summary="Inference" + suffix,
             openapi_extra=infer_body,
+        )
+        api.add_api_route(
+            prefix + "/generate",
+            generate,
+            methods=["POST"],
+            responses=generate_errors,
+            tags=["generate"],
+            summary="Generate, one response (Triton's generate extension)" + suffix,
+            openapi_extra=generate_doc,
+        )
+        api.add_api_route(
+            prefix + "/generate_stream",
+            generate_stream,
+            methods=["POST"],
+            responses=stream_errors,
+            tags=["generate"],
+            summary="Generate, server-sent events (Triton's generate extension)" + suffix,
+            openapi_extra=generate_doc,
         )
 
     def openapi() -> dict[str, Any]:

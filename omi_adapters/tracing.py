@@ -35,7 +35,7 @@ from typing import Any
 from omi_adapters import __version__
 from omi_adapters.errors import ConfigurationError, ErrorCode
 
-__all__ = ["Request", "active", "configure", "current", "shutdown", "start"]
+__all__ = ["Request", "active", "configure", "current", "shutdown", "start", "start_rpc"]
 
 #: True once :func:`configure` found a tracer provider; front ends test it before anything else.
 active = False
@@ -181,6 +181,12 @@ def start(protocol: str, name: str, carrier: Mapping[str, str], attributes: dict
     """Begin the server span of a request arriving now (call only when :data:`active`)."""
     attributes["omi.protocol"] = protocol
     return Request(name, carrier, attributes, time.perf_counter())
+
+
+def start_rpc(protocol: str, service: str, rpc: str, metadata: Iterable[tuple[str, Any]] | None) -> Request:
+    """Begin the server span of a gRPC call's request, its parent the ``traceparent`` of the call's metadata."""
+    attributes = {"rpc.system": "grpc", "rpc.service": service, "rpc.method": rpc}
+    return start(protocol, f"{service}/{rpc}", grpc_carrier(metadata), attributes)
 
 
 def current() -> Request | None:

@@ -87,12 +87,23 @@ def decode_request(message: pb.ModelInferRequest) -> InferenceRequest:
     )
 
 
-def encode_response(response: InferenceResponse, *, typed: bool) -> pb.ModelInferResponse:
-    """An :class:`InferenceResponse` as a ``ModelInferResponse`` (raw contents unless ``typed``)."""
+def encode_response(
+    response: InferenceResponse, *, typed: bool, into: pb.ModelInferResponse | None = None
+) -> pb.ModelInferResponse:
+    """An :class:`InferenceResponse` as a ``ModelInferResponse`` (raw contents unless ``typed``).
+
+    ``into``: an empty message to fill (a field of a stream's reply), instead of a new one.
+    """
     typed = typed and all(o.datatype in CONTENTS_FIELD for o in response.outputs)
-    message = pb.ModelInferResponse(
-        model_name=response.model_name, model_version=response.model_version or "", id=response.id or ""
-    )
+    if into is None:
+        message = pb.ModelInferResponse(
+            model_name=response.model_name, model_version=response.model_version or "", id=response.id or ""
+        )
+    else:
+        message = into
+        message.model_name = response.model_name
+        message.model_version = response.model_version or ""
+        message.id = response.id or ""
     set_parameters(message.parameters, response.parameters)
     for output in response.outputs:
         tensor = message.outputs.add(name=output.name, datatype=output.datatype, shape=output.shape)

@@ -298,3 +298,57 @@ def test_a_predict_calling_sys_exit_is_a_500_not_the_end_of_the_environment(
             "error": "model 'exits' failed: SystemExit: the model called sys.exit"
         }
     assert handler({"model_name": "adder", **ADD}, _Context(5))["outputs"][0]["data"] == [2.0, 3.0]
+
+
+def _markov() -> Any:
+    from omi_adapters.targets import load_target
+
+    return load_target(str(EXAMPLES / "markov" / "model.py"))[0]
+
+
+def _markov_tokens(model: Any, prompt: str, count: int) -> list[str]:
+    import numpy as np
+
+    arrays = {"text_input": np.array([prompt.encode()], dtype=object), "max_tokens": np.array([count], dtype=np.int32)}
+    return [bytes(t[0]).decode() for t in model.wait_ready()(**arrays)]
+
+
+def test_generate_answers_a_streaming_models_joined_tokens(make_handler: Any, events_dir: Path) -> None:
+    markov = _markov()
+    handler = make_handler(markov)
+    body = json.dumps({"text_input": "The river", "max_tokens": 8, "id": "l1"}).encode()
+    answer = handler(http_event(events_dir, "http-api", "POST", "/v2/models/markov/generate", body))
+    assert answer["statusCode"] == 200
+    assert json.loads(response_body(answer)) == {
+        "model_name": "markov", "model_version": "1", "id": "l1", "text_output": _markov_tokens(markov, "The river", 8),
+    }  # fmt: skip
+
+
+def test_generate_stream_returns_the_whole_event_stream_in_one_body(make_handler: Any, events_dir: Path) -> None:
+    from tests.sse import events
+
+    markov = _markov()
+    handler = make_handler(markov)
+    body = json.dumps({"text_input": "The river", "max_tokens": 6}).encode()
+    answer = handler(http_event(events_dir, "rest-api", "POST", "/v2/models/markov/generate_stream", body))
+    assert answer["statusCode"] == 200
+    assert response_headers(answer)["content-type"] == "text/event-stream; charset=utf-8"
+    found = [json.loads(data) for data in events(response_body(answer).decode().split("\n"))]
+    assert [e["text_output"] for e in found] == _markov_tokens(markov, "The river", 6)
+    bad = handler(http_event(events_dir, "rest-api", "POST", "/v2/models/markov/generate_stream", b'{"max_tokens": 1}'))
+    assert bad["statusCode"] == 400 and json.loads(response_body(bad)) == {
+        "error": "missing input 'text_input' (BYTES [1])"
+    }
+
+
+def test_a_direct_invocation_of_a_streaming_model_gets_its_joined_yields(make_handler: Any) -> None:
+    markov = _markov()
+    request = {
+        "model_name": "markov",
+        "inputs": [
+            {"name": "text_input", "datatype": "BYTES", "shape": [1], "data": ["The sea"]},
+            {"name": "max_tokens", "datatype": "INT32", "shape": [1], "data": [5]},
+        ],
+    }
+    answer = make_handler(markov)(request)
+    assert answer["outputs"][0]["shape"] == [5] and answer["outputs"][0]["data"] == _markov_tokens(markov, "The sea", 5)

@@ -275,3 +275,20 @@ def test_health_and_reflection_on_the_omi_port() -> None:
         )
         names = {s.name for s in answer.list_services_response.service}
         assert {"ModzyModel", "grpc.health.v1.Health"} <= names
+
+
+def test_run_of_a_streaming_model_collects_its_yields_into_the_output_file() -> None:
+    from omi_adapters.targets import load_target
+    from tests.conftest import EXAMPLES
+
+    markov = load_target(str(EXAMPLES / "markov" / "model.py"))[0]
+    arrays = {"text_input": np.array([b"The river"], dtype=object), "max_tokens": np.array([9], dtype=np.int32)}
+    want = [bytes(t[0]).decode() for t in markov.wait_ready()(**arrays)]
+    with serve_in_process(markov) as srv:
+        reply = srv.stub.Run(
+            pb.RunRequest(inputs=items({"text_input": b"The river", "max_tokens": b"[9]"}, {"text_input": b"x"})),
+            timeout=30,
+        )
+    assert errors(reply) == [None, None]
+    assert json.loads(reply.outputs[0].output["text_output"]) == want
+    assert len(json.loads(reply.outputs[1].output["text_output"])) == 64  # max_tokens left out

@@ -191,3 +191,110 @@ def test_a_config_without_target_or_with_another_contract_is_refused(tmp_path: P
     untargeted = {k: v for k, v in config.items() if k != "parameters"}
     with pytest.raises(ConfigurationError, match="has no 'omi_target' parameter"):
         TritonPythonModel().initialize({**args, "model_config": json.dumps(untargeted)})
+
+
+STREAMING = """
+import numpy as np
+from omi_adapters import Tensor, model
+
+CLOSED = []
+
+@model(name="tokens", inputs=[Tensor("N", "INT32", [1])], outputs=[Tensor("T", "INT32", [1])])
+def tokens(N):
+    try:
+        for i in range(int(N[0])):
+            if i == 3 and int(N[0]) == 99:
+                raise ValueError("broke at three")
+            yield np.array([i], dtype=np.int32)
+    finally:
+        CLOSED.append(int(N[0]))
+
+@model(name="async_tokens", inputs=[Tensor("N", "INT32", [1])], outputs=[Tensor("T", "INT32", [1])])
+async def async_tokens(N):
+    try:
+        for i in range(int(N[0])):
+            yield np.array([i], dtype=np.int32)
+    finally:
+        CLOSED.append(-int(N[0]))
+"""
+
+FINAL = 1
+
+
+class FakeSender:
+    def __init__(self) -> None:
+        self.sent: list[tuple[FakeResponse | None, int]] = []
+
+    def send(self, response: FakeResponse | None = None, flags: int = 0) -> None:
+        self.sent.append((response, flags))
+
+
+class FakeStreamRequest(FakeRequest):
+    def __init__(self, cancel_after: int | None = None, **arrays: np.ndarray) -> None:
+        super().__init__(**arrays)
+        self.sender = FakeSender()
+        self._cancel_after = cancel_after
+
+    def get_response_sender(self) -> FakeSender:
+        return self.sender
+
+    def is_cancelled(self) -> bool:
+        return self._cancel_after is not None and len(self.sender.sent) >= self._cancel_after
+
+
+def _streaming(tmp_path: Path, attr: str, pb_utils: types.ModuleType) -> tuple[TritonPythonModel, list[int], dict]:
+    pb_utils.TRITONSERVER_RESPONSE_COMPLETE_FINAL = FINAL  # type: ignore[attr-defined]
+    source = tmp_path / "fake_streaming_models.py"
+    source.write_text(textwrap.dedent(STREAMING))
+    model = load_target(f"{source}:{attr}")[0]
+    folder = write_model(model, tmp_path / "repo")
+    message = triton_config.parse((folder / "config.pbtxt").read_text())
+    config = json_format.MessageToDict(message, preserving_proto_field_name=True)
+    instance = TritonPythonModel()
+    args = {"model_repository": str(folder), "model_version": model.version}
+    instance.initialize({**args, "model_config": json.dumps(config)})
+    return instance, sys.modules[MODULE_PREFIX + "fake_streaming_models"].CLOSED, {"config": config, "args": args}
+
+
+@pytest.mark.parametrize("attr", ["tokens", "async_tokens"])
+def test_a_streaming_model_sends_each_yield_then_the_final_flag(
+    tmp_path: Path, pb_utils: types.ModuleType, attr: str
+) -> None:
+    instance, closed, built = _streaming(tmp_path, attr, pb_utils)
+    assert built["config"]["model_transaction_policy"] == {"decoupled": True}
+    request = FakeStreamRequest(N=np.array([3], dtype=np.int32))
+    assert instance.execute([request]) is None  # a decoupled model answers through its sender
+    sent = request.sender.sent
+    assert [(r.outputs["T"].tolist() if r else None, flags) for r, flags in sent] == [
+        ([0], 0), ([1], 0), ([2], 0), (None, FINAL)
+    ]  # fmt: skip
+    assert closed == [3 if attr == "tokens" else -3]
+    instance.finalize()  # closes an async model's loop
+
+
+def test_a_streaming_error_is_the_last_response_flagged_final(tmp_path: Path, pb_utils: types.ModuleType) -> None:
+    instance, _, _ = _streaming(tmp_path, "tokens", pb_utils)
+    request = FakeStreamRequest(N=np.array([99], dtype=np.int32))
+    instance.execute([request])
+    *tokens, (last, flags) = request.sender.sent
+    assert [r.outputs["T"].tolist() for r, _ in tokens] == [[0], [1], [2]]
+    assert flags == FINAL and last is not None and "broke at three" in last.error.message
+    bad = FakeStreamRequest(N=np.array([1, 2], dtype=np.int32))
+    instance.execute([bad])
+    ((answer, flags),) = bad.sender.sent
+    assert flags == FINAL and "expected INT32 [1]" in answer.error.message
+
+
+def test_a_cancelled_streaming_request_closes_its_generator(tmp_path: Path, pb_utils: types.ModuleType) -> None:
+    instance, closed, _ = _streaming(tmp_path, "tokens", pb_utils)
+    request = FakeStreamRequest(cancel_after=2, N=np.array([1000], dtype=np.int32))
+    instance.execute([request])
+    assert len(request.sender.sent) == 3 and request.sender.sent[-1] == (None, FINAL)
+    assert closed == [1000]  # the generator's finally ran
+
+
+def test_a_config_that_disagrees_on_decoupled_is_refused(tmp_path: Path, pb_utils: types.ModuleType) -> None:
+    _, _, built = _streaming(tmp_path, "tokens", pb_utils)
+    coupled = {k: v for k, v in built["config"].items() if k != "model_transaction_policy"}
+    with pytest.raises(ConfigurationError, match="does not match the model's code"):
+        TritonPythonModel().initialize({**built["args"], "model_config": json.dumps(coupled)})

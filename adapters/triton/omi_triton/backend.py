@@ -6,6 +6,13 @@ go through the same core as every other front end: :meth:`Model.bind_inputs` che
 :meth:`Model.check_outputs` checks the results, and each failure is answered by a
 ``TritonError`` for that request alone (:mod:`omi_triton.errors`), the others still succeed.
 
+A streaming model (a generator predict) is a decoupled model (Triton's "Decoupled Models"):
+``omi build triton`` writes ``model_transaction_policy { decoupled: true }``, and each yield,
+checked like a result, is sent through the request's response sender as soon as it is made;
+the request ends with an empty response flagged ``TRITONSERVER_RESPONSE_COMPLETE_FINAL`` (or
+with its error, flagged final). A request that its client cancelled stops its generator at the
+next yield, which closes it (its ``finally`` blocks run).
+
 When the model batches (``max_batch_size`` > 0), the requests Triton's dynamic batcher hands to
 one ``execute`` are merged along the batch dimension into one predict call and the results split
 back, with the same :mod:`omi_adapters.batching` functions that batch every other front end's
@@ -18,7 +25,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +34,7 @@ import numpy as np
 from omi_adapters.batching import groups, merge, split
 from omi_adapters.codecs.tensors import bf16_to_float32, float32_to_bf16
 from omi_adapters.contract import Model
-from omi_adapters.dataplane import call_async, call_sync
+from omi_adapters.dataplane import call_async, call_sync, predict_failed
 from omi_adapters.errors import ConfigurationError, OmiError, PredictError
 from omi_adapters.targets import load_target
 from omi_adapters.types import InputTensor
@@ -75,10 +82,18 @@ class TritonPythonModel:
             # unavailable with that reason.
             model.wait_ready(0)
 
-    def execute(self, requests: Sequence[Any]) -> list[Any]:
-        """Answer every request, in order; a failed one gets its own ``TritonError``."""
+    def execute(self, requests: Sequence[Any]) -> list[Any] | None:
+        """Answer every request, in order; a failed one gets its own ``TritonError``.
+
+        A streaming model answers through each request's response sender and returns None, as
+        a decoupled model must.
+        """
         model = self.model
         assert model is not None, "execute before initialize"
+        if model.streaming:
+            for request in requests:
+                self._stream(request)
+            return None
         responses: list[Any] = [None] * len(requests)
         bound: list[tuple[int, Arrays]] = []
         predict: Callable[..., Any] = _unloaded
@@ -107,6 +122,46 @@ class TritonPythonModel:
         if self._loop is not None:
             self._loop.close()
             self._loop = None
+
+    # --- streaming -------------------------------------------------------------------------
+
+    def _stream(self, request: Any) -> None:
+        """Send each yield of predict for ``request`` as its own response, then the final flag."""
+        model = self.model
+        assert model is not None
+        pb_utils = self._pb
+        final = pb_utils.TRITONSERVER_RESPONSE_COMPLETE_FINAL
+        sender = request.get_response_sender()
+        cancelled = getattr(request, "is_cancelled", None)  # Triton 23.10 and newer
+        items: Any = None
+        try:
+            arrays = model.bind_inputs(self._decode(request))
+            predict = model.wait_ready()
+            items = self._items(predict, arrays)
+            for item in items:
+                if cancelled is not None and cancelled():
+                    break  # the client went away: the finally below closes the generator
+                sender.send(self._encode(model.check_outputs(item)))
+            sender.send(flags=final)
+        except Exception as exc:  # noqa: BLE001 - the request's error, sent as its last response
+            sender.send(self._failure(exc), flags=final)
+        finally:
+            if items is not None:
+                items.close()
+
+    def _items(self, predict: Callable[..., Any], arrays: Arrays) -> Any:
+        """The yields of a streaming predict as one sync generator (an async one stepped on this loop)."""
+        model = self.model
+        assert model is not None
+        try:
+            made = predict(**arrays)
+        except OmiError:
+            raise
+        except BaseException as exc:  # user code
+            raise predict_failed(model, exc) from exc
+        if self._loop is not None and hasattr(made, "__anext__"):
+            return _stepped(model, made, self._loop)
+        return _checked(model, made)
 
     # --- predict ---------------------------------------------------------------------------
 
@@ -170,6 +225,48 @@ class TritonPythonModel:
         return self._pb.InferenceResponse(output_tensors=[], error=triton_error(self._pb, exc))
 
 
+def _checked(model: Model, made: Any) -> Iterator[Any]:
+    """The items of a sync iterator, its failures reported as the core reports a predict's."""
+    if not hasattr(made, "__next__"):
+        raise PredictError(
+            f"model '{model.name}' streams, so predict must return an iterator, got {type(made).__name__}"
+        )
+    try:
+        while True:
+            try:
+                item = next(made)
+            except StopIteration:
+                return
+            except OmiError:
+                raise
+            except BaseException as exc:  # user code
+                raise predict_failed(model, exc) from exc
+            yield item
+    finally:
+        close = getattr(made, "close", None)
+        if close is not None:
+            close()
+
+
+def _stepped(model: Model, made: Any, loop: asyncio.AbstractEventLoop) -> Iterator[Any]:
+    """The items of an async iterator, each awaited on ``loop``."""
+    try:
+        while True:
+            try:
+                item = loop.run_until_complete(made.__anext__())
+            except StopAsyncIteration:
+                return
+            except OmiError:
+                raise
+            except BaseException as exc:  # user code
+                raise predict_failed(model, exc) from exc
+            yield item
+    finally:
+        close = getattr(made, "aclose", None)
+        if close is not None:
+            loop.run_until_complete(close())
+
+
 def _unloaded(**_: Any) -> Any:
     raise PredictError("predict called before the model was loaded")
 
@@ -221,8 +318,10 @@ def _check_contract(model: Model, config: dict[str, Any]) -> None:
 
     # A smaller max_batch_size is a tuning choice; a larger one would hand predict bigger batches.
     batching_agrees = batch == model.max_batch_size == 0 or 0 < batch <= model.max_batch_size
+    decoupled = bool(config.get("model_transaction_policy", {}).get("decoupled", False))
     if (
         not batching_agrees
+        or decoupled != model.streaming
         or declared(config.get("input", [])) != ours(model.inputs)
         or declared(config.get("output", [])) != ours(model.outputs)
     ):

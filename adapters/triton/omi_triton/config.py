@@ -105,4 +105,9 @@ def parse(text: str) -> Any:
 
 def same_contract(a: Any, b: Any) -> bool:
     """Whether two ``ModelConfig`` messages declare the same tensors and batching."""
-    return bool(a.input == b.input and a.output == b.output and a.max_batch_size == b.max_batch_size)
+    return bool(
+        a.input == b.input
+        and a.output == b.output
+        and a.max_batch_size == b.max_batch_size
+        and a.model_transaction_policy.decoupled == b.model_transaction_policy.decoupled
+    )

@@ -1,0 +1,187 @@
+"""Triton's ``ModelStreamInfer`` (its gRPC protocol's bidirectional stream), for plain and streaming models.
+
+Each request on the stream runs as soon as it arrives, beside the others (as Triton runs them),
+and each of its responses is its own ``ModelStreamInferResponse``, carrying the request's id:
+every yield of a streaming model, the one response of a plain model. Triton's reserved
+parameters say where a request's responses end:
+
+- every response carries ``triton_final_response``, true on the request's last one;
+- a request with ``triton_enable_empty_final_response: true`` gets each response as soon as it
+  is yielded, all marked not final, then one empty response (no outputs) marked final, which is
+  what ``tritonclient``'s ``async_stream_infer(..., enable_empty_final_response=True)`` waits for.
+  Without it, a response is sent once the next one (or the end) is known, so that the last can
+  be marked: a token reaches the client one yield late. Ask for the empty final response to
+  see each token as it is made.
+
+A request that fails, before or during its responses, gets one ``error_message`` reply whose
+``infer_response`` carries the request's id, model, version and ``triton_final_response: true``
+(an async stream client tells by the id which request failed); the stream goes on with the
+others. Each reply is written as it is made (``context.write``), and the write waits while
+the client does not read: a slow reader holds the generators at their next yield. When the
+client cancels the stream, or its deadline passes, every running generator is closed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import AsyncIterator
+from typing import TYPE_CHECKING, Any
+
+from omi_adapters import tracing
+from omi_adapters.codecs.message_size import infer_message_bytes
+from omi_adapters.codecs.oip_grpc import decode_request, encode_response
+from omi_adapters.errors import ErrorCode, OmiError
+from omi_adapters.protos import open_inference_grpc_pb2 as pb
+
+if TYPE_CHECKING:
+    from omi_adapters.grpc_oip import Context, InferenceServicer
+
+__all__ = ["EMPTY_FINAL", "FINAL", "stream_infer"]
+
+log = logging.getLogger("omi_adapters.grpc")
+
+#: The service's full name (``inference.GRPCInferenceService``), for the spans.
+SERVICE = pb.DESCRIPTOR.services_by_name["GRPCInferenceService"].full_name
+#: Triton's reserved response parameter: this is the request's last response.
+FINAL = "triton_final_response"
+#: Triton's reserved request parameter: end the request's responses with an empty final one.
+EMPTY_FINAL = "triton_enable_empty_final_response"
+
+
+class _Gone(Exception):
+    """The call ended under a write (the client cancelled or went away): stop quietly."""
+
+
+async def stream_infer(
+    servicer: InferenceServicer, requests: AsyncIterator[pb.ModelInferRequest], context: Context
+) -> None:
+    """Answer one ``ModelStreamInfer`` call: each request as it arrives, beside the others.
+
+    Replies are written with ``context.write``, one at a time (a lock keeps the requests'
+    writes whole); a write waits while the client does not read, and so does the generator.
+    """
+    lock = asyncio.Lock()
+    running: set[asyncio.Task[None]] = set()
+    try:
+        async for request in requests:
+            task = asyncio.ensure_future(_answer(servicer, request, context, lock))
+            running.add(task)
+            task.add_done_callback(running.discard)
+        while running:
+            await asyncio.wait(set(running))
+    finally:
+        # The client went away, cancelled, or its deadline passed: stop every generator.
+        for task in running:
+            task.cancel()
+        if running:
+            await asyncio.gather(*running, return_exceptions=True)
+
+
+async def _answer(
+    servicer: InferenceServicer, request: pb.ModelInferRequest, context: Context, lock: asyncio.Lock
+) -> None:
+    """Write every reply to ``request``; its error too."""
+    dataplane = servicer.dataplane
+    began = time.perf_counter()
+    size = infer_message_bytes(request)
+    sent = 0
+    model = None
+    code: ErrorCode | None = None
+    empty_final = _flag(request, EMPTY_FINAL)
+    held: pb.ModelStreamInferResponse | None = None  # the last response, until the next shows it is not
+    # Each request runs in a task of its own: its span is current there until _observe ends it.
+    trace = (
+        tracing.start_rpc("grpc", SERVICE, "ModelStreamInfer", context.invocation_metadata())
+        if tracing.active
+        else None
+    )
+
+    async def write(reply: pb.ModelStreamInferResponse) -> None:
+        try:
+            async with lock:
+                await context.write(reply)
+        except asyncio.CancelledError:
+            raise
+        except Exception:  # noqa: BLE001 - grpc's way of saying the call is over
+            raise _Gone from None
+
+    try:
+        model = dataplane.get(request.model_name, request.model_version or None)
+        with dataplane.admit(size):
+            decoding = time.perf_counter()
+            decoded = decode_request(request)
+            if trace is not None:
+                trace.child("decode", decoding, time.perf_counter())
+            typed = not request.raw_input_contents and bool(request.inputs)
+            responses = dataplane.responses(model, decoded, timeout=context.time_remaining())
+            async with contextlib.aclosing(responses):
+                async for response in responses:
+                    reply = pb.ModelStreamInferResponse()
+                    encode_response(response, typed=typed, into=reply.infer_response)
+                    sent += _reply_bytes(reply.infer_response)
+                    reply.infer_response.parameters[FINAL].bool_param = False
+                    if empty_final:
+                        await write(reply)
+                    else:
+                        if held is not None:
+                            await write(held)
+                        held = reply
+        if held is not None:
+            held.infer_response.parameters[FINAL].bool_param = True
+            await write(held)
+        else:  # asked for, or nothing was yielded: the request still ends with a final response
+            await write(_ending(request, model.name, model.version))
+    except (asyncio.CancelledError, _Gone):
+        code = ErrorCode.UNAVAILABLE  # the call ended under it (the client went away, the server stops)
+        return
+    except OmiError as exc:
+        code = exc.code
+        with contextlib.suppress(_Gone):
+            await _fail(write, held, _failure(request, model, exc.message))
+    except Exception as exc:
+        code = ErrorCode.INTERNAL
+        log.exception("unexpected error in ModelStreamInfer")
+        with contextlib.suppress(_Gone):
+            await _fail(write, held, _failure(request, model, f"internal server error ({type(exc).__name__})"))
+    finally:
+        servicer._observe(model, code, began, size, sent, request, context, "ModelStreamInfer")
+
+
+async def _fail(write: Any, held: pb.ModelStreamInferResponse | None, failure: pb.ModelStreamInferResponse) -> None:
+    """Send the response held back (not final: the error is the end), then the error."""
+    if held is not None:
+        await write(held)
+    await write(failure)
+
+
+def _reply_bytes(message: pb.ModelInferResponse) -> int:
+    """The bytes of a reply's outputs: its raw contents summed (one call per response of a
+    stream, so the cheap way), else as :func:`infer_message_bytes` counts typed contents."""
+    raw = message.raw_output_contents
+    return sum(map(len, raw)) if raw else infer_message_bytes(message)
+
+
+def _flag(request: pb.ModelInferRequest, name: str) -> bool:
+    value = request.parameters.get(name)
+    return value is not None and value.WhichOneof("parameter_choice") == "bool_param" and value.bool_param
+
+
+def _ending(request: pb.ModelInferRequest, name: str, version: str) -> pb.ModelStreamInferResponse:
+    reply = pb.ModelStreamInferResponse()
+    response = reply.infer_response
+    response.model_name = name
+    response.model_version = version
+    response.id = request.id
+    response.parameters[FINAL].bool_param = True
+    return reply
+
+
+def _failure(request: pb.ModelInferRequest, model: Any, message: str) -> pb.ModelStreamInferResponse:
+    reply = _ending(
+        request, model.name if model else request.model_name, model.version if model else request.model_version
+    )
+    reply.error_message = message
+    return reply
