@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import queue
 import subprocess
 import sys
 import tempfile
@@ -57,7 +58,7 @@ def test_every_protocol_has_a_server_span_under_the_callers_trace_with_its_steps
             env={"OMI_TEST_SPANS": str(spans_file)},
         ) as srv:  # fmt: skip
             srv.wait_ready()
-            rest_ok, rest_bad, batched, grpc_ok, omi_ok = (_traceparent(n) for n in range(5))
+            rest_ok, rest_bad, batched, grpc_ok, omi_ok, sse, stream = (_traceparent(n) for n in range(7))
             url = f"http://{srv.http_url}/v2/models"
             reply = httpx.post(f"{url}/adder/infer", json=BODY, headers={"traceparent": rest_ok[2]}, timeout=10)
             assert reply.status_code == 200
@@ -67,10 +68,23 @@ def test_every_protocol_has_a_server_span_under_the_callers_trace_with_its_steps
             reply = httpx.post(f"{url}/doubler/infer", json=body, headers={"traceparent": batched[2]}, timeout=10)
             assert reply.status_code == 200
 
+            reply = httpx.post(
+                f"{url}/adder/generate_stream", json={"X": [[1.0, 2.0]]}, headers={"traceparent": sse[2]}, timeout=10
+            )
+            assert reply.status_code == 200 and reply.text.startswith("data: ")
+
             client = grpcclient.InferenceServerClient(srv.grpc_url)
             tensor = grpcclient.InferInput("X", [1, 1], "FP32")
             tensor.set_data_from_numpy(np.array([[1.0]], dtype=np.float32))
             client.infer("adder", [tensor], headers={"traceparent": grpc_ok[2]})
+            answers: queue.Queue[Any] = queue.Queue()
+            client.start_stream(callback=lambda result, error: answers.put(error or result),
+                                headers={"traceparent": stream[2]})  # fmt: skip
+            client.async_stream_infer("adder", [tensor], enable_empty_final_response=True)
+            first = answers.get(timeout=30)
+            assert not isinstance(first, Exception), first
+            answers.get(timeout=30)  # the empty final response
+            client.stop_stream()
             client.close()
             with grpc.insecure_channel(srv.omi_url) as channel:
                 run = omi_grpc.ModzyModelStub(channel).Run(
@@ -120,8 +134,16 @@ def test_every_protocol_has_a_server_span_under_the_callers_trace_with_its_steps
     assert (server["attributes"]["omi.protocol"], server["attributes"]["omi.outcome"]) == ("omi", "success")
     assert children == CHILDREN
 
+    server, children = _tree(spans, sse[0])
+    assert server["name"] == "POST /v2/models/{model_name}/generate_stream"
+    assert (server["attributes"]["omi.model"], server["attributes"]["omi.outcome"]) == ("adder", "200")
+
+    server, children = _tree(spans, stream[0])  # a stream's metadata is the parent of each of its requests
+    assert server["parent_id"] == stream[1] and server["name"] == "inference.GRPCInferenceService/ModelStreamInfer"
+    assert (server["attributes"]["omi.outcome"], children[0]) == ("OK", "decode")
+
     # Health and readiness are not traced: every server span is one of the requests above.
-    assert len([s for s in spans if s["kind"] == "SERVER"]) == 5
+    assert len([s for s in spans if s["kind"] == "SERVER"]) == 7
 
 
 def _console_spans(text: str) -> list[dict[str, Any]]:
