@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 PIP := $(BIN)/python -m pip
 HOST ?= 127.0.0.1
-EXAMPLES := examples/adder.py examples/text.py examples/iris/model.py
+EXAMPLES := examples/adder.py examples/text.py examples/iris/model.py examples/markov/model.py
 TYPED := omi_adapters adapters/lambda/omi_lambda adapters/knative/omi_knative adapters/triton/omi_triton
 WORKFLOWS := .github/workflows/ci.yml .github/workflows/release.yml
 # The one version of the four distributions (omi_adapters/__init__.py).
