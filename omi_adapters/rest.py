@@ -218,21 +218,15 @@ class OipApp:
             if route is not None:
                 kind, name, version = route
                 method = scope["method"]
-                if kind == "infer" and method == "POST":
-                    if tracing.active:
-                        await self._traced_infer(scope, receive, send, name, version)  # type: ignore[arg-type]
+                if method == "POST" and (kind == "infer" or kind in _GENERATE):
+                    if kind == "infer":
+                        serving = self._infer(scope, receive, send, name, version)  # type: ignore[arg-type]
                     else:
-                        await self._infer(scope, receive, send, name, version)  # type: ignore[arg-type]
-                    return
-                if kind in _GENERATE and method == "POST":
-                    from omi_adapters.rest_generate import serve_generate
+                        from omi_adapters.rest_generate import serve_generate
 
-                    trace = _start_trace(scope, kind, version) if tracing.active else None
-                    try:
-                        await serve_generate(self, scope, receive, send, name, version, kind == "generate_stream")  # type: ignore[arg-type]
-                    finally:
-                        if trace is not None and not trace.ended:
-                            trace.finish(None, version, "client went away", None, time.perf_counter())
+                        stream = kind == "generate_stream"
+                        serving = serve_generate(self, scope, receive, send, name, version, stream)  # type: ignore[arg-type]
+                    await (_traced(serving, scope, kind, version) if tracing.active else serving)
                     return
                 if kind not in _POSTED and method in ("GET", "HEAD"):
                     await _send(send, self._health(kind, name, version), head=method == "HEAD")
@@ -274,15 +268,6 @@ class OipApp:
         self.observer.refresh(self.dataplane)
         return 200, [(b"content-type", METRICS_CONTENT_TYPE)], [self.metrics()]
 
-    async def _traced_infer(self, scope: Scope, receive: Receive, send: Send, name: str, version: str | None) -> None:
-        """:meth:`_infer` under a server span, whose parent is the ``traceparent`` header's trace."""
-        trace = _start_trace(scope, "infer", version)
-        try:
-            await self._infer(scope, receive, send, name, version, trace)
-        finally:
-            if not trace.ended:
-                trace.finish(None, version, "client went away", None, time.perf_counter())
-
     async def _infer(
         self,
         scope: Scope,
@@ -290,7 +275,6 @@ class OipApp:
         send: Send,
         name: str,
         version: str | None,
-        trace: tracing.Request | None = None,
     ) -> None:
         began = time.perf_counter()
         model: Model | None = None
@@ -363,11 +347,27 @@ class OipApp:
                 ticket.close()
         answering = True
         sent = await _send(send, reply)
-        status = reply[0]
+        self.answered(scope, model, name, version, reply[0], code, began, size, sent, ids[0] if ids else None)
+
+    def answered(
+        self,
+        scope: Scope,
+        model: Model | None,
+        name: str,
+        version: str | None,
+        status: int,
+        code: ErrorCode | None,
+        began: float,
+        size: int,
+        sent: int,
+        request_id: str | None,
+    ) -> None:
+        """Record a request answered with ``status``: its metrics, its span (when traced) and its access line."""
         seconds = time.perf_counter() - began
         outcome = _STATUS_TEXT.get(status) or str(status)
         self.observer.request("rest", model, outcome, code, seconds, size, sent)
-        if trace is not None:
+        trace = tracing.current() if tracing.active else None
+        if trace is not None and not trace.ended:
             trace.span.set_attribute("http.response.status_code", status)
             trace.finish(model, version, outcome, code, began + seconds)
         if self.access_log is not None:
@@ -375,7 +375,7 @@ class OipApp:
             self.access_log(
                 "rest", f"POST {scope['path']}", model.name if model else name,
                 model.version if model else version or "", outcome, seconds, size, sent,
-                ids[0] if ids else None, f"{client[0]}:{client[1]}" if client else None,
+                request_id, f"{client[0]}:{client[1]}" if client else None,
             )  # fmt: skip
 
     async def _inflate(self, coding: str, body: bytes, ticket: Ticket) -> bytes:
@@ -439,11 +439,19 @@ class OipApp:
         return chunks[0] if len(chunks) == 1 else b"".join(chunks)
 
 
-def _start_trace(scope: Scope, action: str, version: str | None) -> tracing.Request:
-    """Begin the server span of a POST to ``.../{action}``, its parent the ``traceparent`` header's trace."""
+async def _traced(serving: Awaitable[None], scope: Scope, action: str, version: str | None) -> None:
+    """Serve a POST to ``.../{action}`` under a server span, its parent the ``traceparent`` header's trace.
+
+    :meth:`OipApp.answered` ends the span; one still open afterwards had no answer to record.
+    """
     route = "/v2/models/{model_name}" + ("" if version is None else "/versions/{model_version}") + f"/{action}"
     attributes = {"http.request.method": "POST", "http.route": route, "url.path": scope["path"]}
-    return tracing.start("rest", f"POST {route}", tracing.http_carrier(scope["headers"]), attributes)
+    trace = tracing.start("rest", f"POST {route}", tracing.http_carrier(scope["headers"]), attributes)
+    try:
+        await serving
+    finally:
+        if not trace.ended:  # the client went away before its answer
+            trace.finish(None, version, "client went away", None, time.perf_counter())
 
 
 async def _send(send: Send, reply: Reply, *, head: bool = False) -> int:

@@ -22,7 +22,6 @@ import time
 from collections.abc import AsyncGenerator
 from typing import TYPE_CHECKING
 
-from omi_adapters import tracing
 from omi_adapters.codecs import generate_json, sse
 from omi_adapters.contract import Model
 from omi_adapters.errors import ErrorCode, OmiError, PayloadTooLargeError, ServerStoppingError
@@ -106,8 +105,8 @@ async def serve_generate(
                 ticket.close()
     except asyncio.CancelledError:
         if disconnected:
-            _observe(
-                app, scope, model, name, version, 499, ErrorCode.UNAVAILABLE, began, size, progress.sent, request_id
+            app.answered(
+                scope, model, name, version, 499, ErrorCode.UNAVAILABLE, began, size, progress.sent, request_id
             )
             return  # nobody is left to answer
         # The server stopped (uvicorn's grace period ended): say so, in the stream if it began.
@@ -121,7 +120,7 @@ async def serve_generate(
     if reply is not None:
         status = reply[0]
         progress.sent = await _send(send, reply)
-    _observe(app, scope, model, name, version, status, code, began, size, progress.sent, request_id)
+    app.answered(scope, model, name, version, status, code, began, size, progress.sent, request_id)
 
 
 class _Progress:
@@ -168,32 +167,3 @@ async def _stream(
         await send({"type": "http.response.body", "body": chunk})
         progress.sent += len(chunk)
         return code
-
-
-def _observe(
-    app: OipApp,
-    scope: Scope,
-    model: Model | None,
-    name: str,
-    version: str | None,
-    status: int,
-    code: ErrorCode | None,
-    began: float,
-    size: int,
-    sent: int,
-    request_id: str | None,
-) -> None:
-    seconds = time.perf_counter() - began
-    outcome = str(status)
-    app.observer.request("rest", model, outcome, code, seconds, size, sent)
-    trace = tracing.current() if tracing.active else None
-    if trace is not None and not trace.ended:
-        trace.span.set_attribute("http.response.status_code", status)
-        trace.finish(model, version, outcome, code, began + seconds)
-    if app.access_log is not None:
-        client = scope.get("client")
-        app.access_log(
-            "rest", f"POST {scope['path']}", model.name if model else name,
-            model.version if model else version or "", outcome, seconds, size, sent,
-            request_id, f"{client[0]}:{client[1]}" if client else None,
-        )  # fmt: skip
