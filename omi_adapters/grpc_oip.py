@@ -155,7 +155,11 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
         began = time.perf_counter()
         size = infer_message_bytes(request)
         model = None
-        trace = _trace("ModelInfer", context) if tracing.active else None
+        trace = (
+            tracing.start_rpc("grpc", SERVICE_NAME, "ModelInfer", context.invocation_metadata())
+            if tracing.active
+            else None
+        )
         try:
             model = self.dataplane.get(request.model_name, request.model_version or None)  # NOT_FOUND first
             reply = await self._infer(model, request, size, context.time_remaining())
@@ -208,22 +212,17 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
     ) -> pb.ModelInferResponse:
         with self.dataplane.admit(size):
             trace = tracing.current() if tracing.active else None
-            if trace is None:
-                response = await self.dataplane.run(model, decode_request(request), timeout=timeout)
-                return encode_response(response, typed=not request.raw_input_contents and bool(request.inputs))
-            began = time.perf_counter()
+            began = time.perf_counter() if trace is not None else 0.0
             decoded = decode_request(request)
-            trace.child("decode", began, time.perf_counter())
+            if trace is not None:
+                trace.child("decode", began, time.perf_counter())
             response = await self.dataplane.run(model, decoded, timeout=timeout)
-            began = time.perf_counter()
+            if trace is not None:
+                began = time.perf_counter()
             reply = encode_response(response, typed=not request.raw_input_contents and bool(request.inputs))
-            trace.child("encode", began, time.perf_counter())
+            if trace is not None:
+                trace.child("encode", began, time.perf_counter())
             return reply
-
-
-def _trace(rpc: str, context: Context) -> tracing.Request:
-    """Begin the server span of one inference RPC, its parent the ``traceparent`` of the call's metadata."""
-    return tracing.start_rpc("grpc", SERVICE_NAME, rpc, context.invocation_metadata())
 
 
 async def _abort(context: Context, exc: OmiError) -> Any:

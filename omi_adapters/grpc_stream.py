@@ -34,6 +34,7 @@ from omi_adapters import tracing
 from omi_adapters.codecs.message_size import infer_message_bytes
 from omi_adapters.codecs.oip_grpc import decode_request, encode_response
 from omi_adapters.errors import ErrorCode, OmiError
+from omi_adapters.grpc_oip import SERVICE_NAME
 from omi_adapters.protos import open_inference_grpc_pb2 as pb
 
 if TYPE_CHECKING:
@@ -43,8 +44,6 @@ __all__ = ["EMPTY_FINAL", "FINAL", "stream_infer"]
 
 log = logging.getLogger("omi_adapters.grpc")
 
-#: The service's full name (``inference.GRPCInferenceService``), for the spans.
-SERVICE = pb.DESCRIPTOR.services_by_name["GRPCInferenceService"].full_name
 #: Triton's reserved response parameter: this is the request's last response.
 FINAL = "triton_final_response"
 #: Triton's reserved request parameter: end the request's responses with an empty final one.
@@ -94,7 +93,7 @@ async def _answer(
     held: pb.ModelStreamInferResponse | None = None  # the last response, until the next shows it is not
     # Each request runs in a task of its own: its span is current there until _observe ends it.
     trace = (
-        tracing.start_rpc("grpc", SERVICE, "ModelStreamInfer", context.invocation_metadata())
+        tracing.start_rpc("grpc", SERVICE_NAME, "ModelStreamInfer", context.invocation_metadata())
         if tracing.active
         else None
     )
