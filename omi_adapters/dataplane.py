@@ -307,24 +307,7 @@ class DataPlane:
                 else:
                     outputs = await _traced_batch(batcher, arrays, deadline, trace)
             elif model.is_async or model.run_in_thread:
-                gate = self._gates[model]
-                if gate.free:
-                    call = gate.take(deadline)
-                    hooks.waited(0.0)
-                    if trace is not None:
-                        now = time.perf_counter()
-                        trace.child("queue", now, now)
-                else:
-                    hooks.queue(1)
-                    began = time.perf_counter()
-                    try:
-                        call = await gate.acquire(deadline)
-                    finally:
-                        hooks.dequeue(1)
-                    acquired = time.perf_counter()
-                    hooks.waited(acquired - began)
-                    if trace is not None:
-                        trace.child("queue", began, acquired)
+                call = await self._slot(model, deadline, trace)
                 outputs = await self._predict(model, predict, arrays, call, deadline, None, trace)
             else:
                 # On the loop: nothing else runs meanwhile, so no slot or queue could be contended.
@@ -404,20 +387,30 @@ class DataPlane:
             await stream.aclose()
         return collect(model, parts, request.id)
 
-    async def _slot(self, model: Model, deadline: Deadline) -> int:
-        """Take one of ``model``'s predict slots for a request with ``deadline`` (waiting in its queue)."""
+    async def _slot(self, model: Model, deadline: Deadline, trace: tracing.Request | None = None) -> int:
+        """Take one of ``model``'s predict slots for a request with ``deadline`` (waiting in its queue).
+
+        The wait is reported to the model's hooks and, when the request is traced, as its ``queue`` span.
+        """
         gate = self._gates[model]
         hooks = self._hooks[model]
         if gate.free:
+            call = gate.take(deadline)
             hooks.waited(0.0)
-            return gate.take(deadline)
+            if trace is not None:
+                now = time.perf_counter()
+                trace.child("queue", now, now)
+            return call
         hooks.queue(1)
         began = time.perf_counter()
         try:
             call = await gate.acquire(deadline)
         finally:
             hooks.dequeue(1)
-        hooks.waited(time.perf_counter() - began)
+        acquired = time.perf_counter()
+        hooks.waited(acquired - began)
+        if trace is not None:
+            trace.child("queue", began, acquired)
         return call
 
     async def run_items(
