@@ -36,6 +36,18 @@ def _values(record: dict[str, Any], figure: str, server: str) -> list[float | No
     return out
 
 
+def _on_off(record: dict[str, Any], off: str, on: str) -> dict[str, Any]:
+    """omi serve's figure ``off`` and ``on`` (medians) and ``on / off`` in each round, and their median."""
+    a, b = _values(record, off, "omi"), _values(record, on, "omi")
+    ratios = [y / x for x, y in zip(a, b, strict=True) if x and y is not None]
+    return {
+        "off": _median(a),
+        "on": _median(b),
+        "ratios": ratios,
+        "ratio": statistics.median(ratios) if ratios else None,
+    }
+
+
 def _median(values: Sequence[float | None]) -> float | None:
     present = [v for v in values if v is not None]
     return statistics.median(present) if present else None
@@ -78,19 +90,15 @@ def summarize(record: dict[str, Any], figures: Sequence[Any], observe: Sequence[
         ("batching", "batching_one_at_a_time", "batching_batched", "max_batch_size=16 against none"),
         ("workers", "workers_1", "workers_2", "--workers 2 against --workers 1"),
     ):
-        a, b = _values(record, off, "omi"), _values(record, on, "omi")
-        ratios = [y / x for x, y in zip(a, b, strict=True) if x and y is not None]
-        scaling[name] = {"what": what, "off_rps": _median(a), "on_rps": _median(b), "ratios": ratios,
-                         "ratio": statistics.median(ratios) if ratios else None}  # fmt: skip
+        pair = _on_off(record, off, on)
+        scaling[name] = {"what": what, "off_rps": pair["off"], "on_rps": pair["on"], "ratios": pair["ratios"],
+                         "ratio": pair["ratio"]}  # fmt: skip
     summary["scaling"] = scaling
     # What metrics and the access log cost: on / off within each round (no target, a figure to read).
-    observed = {}
-    for key, title, unit, _ in observe:
-        a, b = _values(record, f"observe_{key}_off", "omi"), _values(record, f"observe_{key}_on", "omi")
-        ratios = [y / x for x, y in zip(a, b, strict=True) if x and y is not None]
-        observed[key] = {"title": title, "unit": unit, "off": _median(a), "on": _median(b), "ratios": ratios,
-                         "ratio": statistics.median(ratios) if ratios else None}  # fmt: skip
-    summary["observability"] = observed
+    summary["observability"] = {
+        key: {"title": title, "unit": unit, **_on_off(record, f"observe_{key}_off", f"observe_{key}_on")}
+        for key, title, unit, _ in observe
+    }
     summary["targets"] = _targets(summary)
     shares = [
         result["idle_cpu_share"]
