@@ -43,6 +43,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import json
 import logging
 import math
@@ -59,9 +60,9 @@ from uvicorn.server import ServerState
 
 from omi_adapters.errors import ConfigurationError
 from omi_adapters.limits import HttpLimits
-from omi_adapters.rest import ON_DISCONNECT  # named by the REST app, which Lambda runs without uvicorn
+from omi_adapters.rest import ON_DISCONNECT, RESPOND  # named by the REST app, which Lambda runs without uvicorn
 
-__all__ = ["ON_DISCONNECT", "HttpLimits", "LimitedHttpToolsProtocol", "http_protocol"]
+__all__ = ["ON_DISCONNECT", "RESPOND", "HttpLimits", "LimitedHttpToolsProtocol", "http_protocol"]
 
 
 log = logging.getLogger("omi_adapters.http")
@@ -271,7 +272,9 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
                 return
         self._phase = _BODY
         super().on_headers_complete()  # starts the application, or queues it behind the running one
-        self.cycle.transport = self._cork  # type: ignore[assignment]
+        cycle = self.cycle
+        cycle.transport = self._cork  # type: ignore[assignment]
+        self.scope["extensions"][RESPOND] = functools.partial(self._respond, cycle)  # type: ignore[assignment]
         running = self._running
         if running is None or running.response_complete:
             self._running = self.cycle
@@ -328,6 +331,53 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
         super().handle_websocket_upgrade()
 
     # Writing
+
+    def _respond(
+        self,
+        cycle: RequestResponseCycle,
+        send: Any,
+        status: int,
+        headers: list[tuple[bytes, bytes]],
+        body: bytes,
+        length: int,
+    ) -> bool:
+        """Write ``cycle``'s whole reply at once (the :data:`RESPOND` extension); False: not now.
+
+        ``send`` is the one the application was given: when it is not ``cycle``'s own, a
+        middleware wraps it (to add headers, say), and the reply must go through it.
+
+        What uvicorn's ``send`` does for an ``http.response.start`` and one final
+        ``http.response.body``, in one write: the status line, uvicorn's default headers, the
+        application's (its own constants, which need none of ``send``'s checks), the length, and
+        ``connection: close`` when the connection is not kept alive. A reply already started, or
+        a connection whose writes are paused (``send`` would wait for them), is left to ``send``.
+        """
+        if getattr(send, "__self__", None) is not cycle or cycle.response_started or cycle.flow.write_paused:
+            return False
+        if cycle.disconnected:
+            return True  # as send: nobody to write to
+        cycle.response_started = True
+        cycle.waiting_for_100_continue = False
+        content = [STATUS_LINE[status]]
+        for name, value in cycle.default_headers:
+            content += (name, b": ", value, b"\r\n")
+        for name, value in headers:
+            content += (name, b": ", value, b"\r\n")
+        content.append(b"content-length: %d\r\n" % length)
+        if not cycle.keep_alive:
+            content.append(b"connection: close\r\n")
+        content += (b"\r\n", body)
+        self._cork.flush()  # after what was already answered on this connection
+        if not self.transport.is_closing():
+            self.transport.write(b"".join(content))
+        cycle.expected_content_length = 0
+        cycle.chunked_encoding = False
+        cycle.response_complete = True
+        cycle.message_event.set()
+        if not cycle.keep_alive:
+            self.transport.close()
+        cycle.on_response()
+        return True
 
     def pause_writing(self) -> None:
         super().pause_writing()

@@ -71,6 +71,12 @@ DOCS_ASSETS = "/docs-assets"
 ON_DISCONNECT = "omi.on_disconnect"
 #: The ASGI scope extension through which an embedding server passes the client's time budget.
 TIMEOUT = "omi.timeout"
+#: The ASGI scope extension through which the HTTP protocol takes a whole small reply in one call
+#: (``respond(send, status, headers, body, content_length) -> bool``; False: send it as ASGI messages
+#: instead, as when ``send`` is not the protocol's own but a middleware's).
+RESPOND = "omi.respond"
+#: Replies up to this size go through :data:`RESPOND` as one joined buffer; larger ones as chunks.
+RESPOND_BYTES = 64 * 1024
 
 _JSON = [(b"content-type", b"application/json")]
 _BINARY = b"application/octet-stream"
@@ -81,6 +87,9 @@ _POSTED = ("infer", *_GENERATE)
 
 # (status, extra headers, body chunks)
 Reply = tuple[int, list[tuple[bytes, bytes]], list[bytes | memoryview]]
+# The protocol's whole-reply writer (:data:`RESPOND`): the application's send, status, headers,
+# body (b"" for HEAD), content length.
+Respond = Callable[[Send, int, list[tuple[bytes, bytes]], "bytes | memoryview", int], bool]
 
 
 class _Endpoints:
@@ -229,7 +238,8 @@ class OipApp:
                     await (_traced(serving, scope, kind, version) if tracing.active else serving)
                     return
                 if kind not in _POSTED and method in ("GET", "HEAD"):
-                    await _send(send, self._health(kind, name, version), head=method == "HEAD")
+                    respond = (scope.get("extensions") or {}).get(RESPOND)
+                    await _send(send, self._health(kind, name, version), head=method == "HEAD", respond=respond)
                     return
             elif scope["path"] == "/metrics" and self.metrics is not None and scope["method"] in ("GET", "HEAD"):
                 await _send(send, self._scrape(), head=scope["method"] == "HEAD")
@@ -346,7 +356,7 @@ class OipApp:
             if ticket is not None:
                 ticket.close()
         answering = True
-        sent = await _send(send, reply)
+        sent = await _send(send, reply, respond=extensions.get(RESPOND))
         self.answered(scope, model, name, version, reply[0], code, began, size, sent, ids[0] if ids else None)
 
     def answered(
@@ -454,10 +464,19 @@ async def _traced(serving: Awaitable[None], scope: Scope, action: str, version: 
             trace.finish(None, version, "client went away", None, time.perf_counter())
 
 
-async def _send(send: Send, reply: Reply, *, head: bool = False) -> int:
-    """Send ``reply``; the length of its body."""
+async def _send(send: Send, reply: Reply, *, head: bool = False, respond: Respond | None = None) -> int:
+    """Send ``reply``; the length of its body.
+
+    With the HTTP protocol's ``respond`` (:data:`RESPOND`), a small reply is written whole, in one
+    call, instead of as two or more ASGI messages: the same bytes on the wire, for a fraction
+    of the work per request.
+    """
     status, headers, chunks = reply
     length = sum(len(c) for c in chunks)
+    if respond is not None and length <= RESPOND_BYTES:
+        body = b"" if head else chunks[0] if len(chunks) == 1 else b"".join(chunks)
+        if respond(send, status, headers, body, length):
+            return 0 if head else length
     headers.append((b"content-length", str(length).encode()))
     await send({"type": "http.response.start", "status": status, "headers": headers})
     if head or not chunks:
