@@ -428,6 +428,9 @@ def supervise(argv: Sequence[str], args: argparse.Namespace) -> int | None:
 
     logs.configure(options.log_level, options.log_format)
     raise_open_file_limit()
+    from omi_adapters import malloc
+
+    malloc.tune()  # large tensors reuse pages instead of faulting in fresh ones per request
     flags = {"grpc": (options.grpc_port, "--grpc-port"), "omi": (options.omi_port, "--omi-port")}
     return supervise(
         argv,
@@ -461,6 +464,9 @@ def run(models: Sequence[Model], args: argparse.Namespace) -> int:
 
     logs.configure(options.log_level, options.log_format)
     raise_open_file_limit()
+    from omi_adapters import malloc
+
+    malloc.tune()  # large tensors reuse pages instead of faulting in fresh ones per request
     try:
         import uvloop
 
