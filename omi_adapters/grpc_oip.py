@@ -20,7 +20,7 @@ from google.protobuf import json_format
 
 from omi_adapters import repository, tracing
 from omi_adapters.codecs.message_size import infer_message_bytes
-from omi_adapters.codecs.oip_grpc import decode_request, encode_response
+from omi_adapters.codecs.oip_grpc import decode_request, encode_response, serialize_response
 from omi_adapters.dataplane import DataPlane
 from omi_adapters.errors import ErrorCode, OmiError
 from omi_adapters.grpc_health import NOT_SERVING, SERVING, Health, register
@@ -151,7 +151,8 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
             await _abort(context, exc)
         return pb.RepositoryModelUnloadResponse()
 
-    async def ModelInfer(self, request: pb.ModelInferRequest, context: Context) -> pb.ModelInferResponse:
+    async def ModelInfer(self, request: pb.ModelInferRequest, context: Context) -> bytes:
+        # The reply is already serialized (serialize_response): add_to_server sends it as it is.
         began = time.perf_counter()
         size = infer_message_bytes(request)
         model = None
@@ -171,7 +172,7 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
             log.exception("unexpected error in ModelInfer")
             await context.abort(grpc.StatusCode.INTERNAL, f"internal server error ({type(exc).__name__})")
         else:
-            self._observe(model, None, began, size, infer_message_bytes(reply), request, context, "ModelInfer")
+            self._observe(model, None, began, size, len(reply), request, context, "ModelInfer")
             return reply
         finally:
             if trace is not None and not trace.ended:  # the client cancelled it
@@ -207,9 +208,7 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
 
         await stream_infer(self, requests, context)
 
-    async def _infer(
-        self, model: Any, request: pb.ModelInferRequest, size: int, timeout: float | None
-    ) -> pb.ModelInferResponse:
+    async def _infer(self, model: Any, request: pb.ModelInferRequest, size: int, timeout: float | None) -> bytes:
         with self.dataplane.admit(size):
             trace = tracing.current() if tracing.active else None
             began = time.perf_counter() if trace is not None else 0.0
@@ -219,7 +218,7 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
             response = await self.dataplane.run(model, decoded, timeout=timeout)
             if trace is not None:
                 began = time.perf_counter()
-            reply = encode_response(response, typed=not request.raw_input_contents and bool(request.inputs))
+            reply = serialize_response(response, typed=not request.raw_input_contents and bool(request.inputs))
             if trace is not None:
                 trace.child("encode", began, time.perf_counter())
             return reply
@@ -238,7 +237,11 @@ def add_to_server(server: grpc.aio.Server, dataplane: DataPlane) -> Health:
     Returns the health service: SERVING (for "" and the OIP service) once every model can
     take requests; call its ``stop_watches()`` before stopping the server.
     """
-    pb_grpc.add_GRPCInferenceServiceServicer_to_server(InferenceServicer(dataplane), server)  # type: ignore[no-untyped-call] # generated
+    handlers = _method_handlers(InferenceServicer(dataplane))
+    # ModelInfer answers bytes it serialized itself, without protobuf's copies of raw contents.
+    handlers["ModelInfer"] = handlers["ModelInfer"]._replace(response_serializer=_as_sent)
+    server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(SERVICE_NAME, handlers),))
+    server.add_registered_method_handlers(SERVICE_NAME, handlers)
 
     def statuses(service: str) -> Any:
         if service not in ("", SERVICE_NAME):
@@ -246,3 +249,26 @@ def add_to_server(server: grpc.aio.Server, dataplane: DataPlane) -> Health:
         return SERVING if dataplane.ready() else NOT_SERVING
 
     return register(server, SERVICE_NAME, statuses)
+
+
+def _as_sent(reply: bytes) -> bytes:
+    return reply
+
+
+class _Handlers:
+    """Stands for a server to the generated registration function, keeping the handlers it registers."""
+
+    handlers: dict[str, Any]
+
+    def add_generic_rpc_handlers(self, handlers: Any) -> None:
+        pass
+
+    def add_registered_method_handlers(self, service: str, handlers: dict[str, Any]) -> None:
+        self.handlers = dict(handlers)
+
+
+def _method_handlers(servicer: InferenceServicer) -> dict[str, Any]:
+    """The generated code's method handlers of ``servicer``, by method name."""
+    capture = _Handlers()
+    pb_grpc.add_GRPCInferenceServiceServicer_to_server(servicer, capture)  # type: ignore[no-untyped-call] # generated
+    return capture.handlers

@@ -17,7 +17,10 @@ from omi_adapters.errors import InvalidInputError
 from omi_adapters.protos import open_inference_grpc_pb2 as pb
 from omi_adapters.types import DATATYPES, InferenceRequest, InferenceResponse, InputTensor, Parameters, RequestedOutput
 
-__all__ = ["decode_request", "encode_response", "parameters_of", "set_parameters"]
+__all__ = ["decode_request", "encode_response", "parameters_of", "serialize_response", "set_parameters"]
+
+#: The wire tag of ``ModelInferResponse.raw_output_contents`` (field 6, length-delimited).
+_RAW_OUTPUT_TAG = bytes([6 << 3 | 2])
 
 
 def parameters_of(params: Any) -> Parameters:
@@ -114,3 +117,38 @@ def encode_response(
         else:
             message.raw_output_contents.append(bytes(to_raw(output.datatype, output.data)))
     return message
+
+
+def serialize_response(response: InferenceResponse, *, typed: bool) -> bytes:
+    """:func:`encode_response`, serialized: the bytes of the ``ModelInferResponse`` on the wire.
+
+    Raw contents are not copied into the message (protobuf would copy each twice, into the
+    message and out again): the message is serialized without them and each output's raw bytes
+    follow as a ``raw_output_contents`` field, which is the same message on the wire (protobuf
+    encodes a repeated field as its entries in order, wherever they fall). One copy in all, the
+    final join.
+    """
+    if typed and all(o.datatype in CONTENTS_FIELD for o in response.outputs):
+        return encode_response(response, typed=True).SerializeToString()
+    message = pb.ModelInferResponse(
+        model_name=response.model_name, model_version=response.model_version or "", id=response.id or ""
+    )
+    set_parameters(message.parameters, response.parameters)
+    parts: list[bytes | memoryview] = [b""]
+    for output in response.outputs:
+        tensor = message.outputs.add(name=output.name, datatype=output.datatype, shape=output.shape)
+        set_parameters(tensor.parameters, output.parameters)
+        raw = to_raw(output.datatype, output.data)
+        parts += (_RAW_OUTPUT_TAG, _varint(len(raw)), raw)
+    parts[0] = message.SerializeToString()
+    return b"".join(parts)
+
+
+def _varint(value: int) -> bytes:
+    """``value`` as a protobuf base-128 varint."""
+    out = bytearray()
+    while value > 0x7F:
+        out.append(value & 0x7F | 0x80)
+        value >>= 7
+    out.append(value)
+    return bytes(out)

@@ -180,3 +180,22 @@ def test_float_range_checks_agree_on_both_sides_of_the_fast_path(
     else:
         with pytest.raises(InvalidInputError, match=re.escape(error)):
             to_float(datatype, array, "input 'X'")
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(arrays(), min_size=0, max_size=3), st.booleans(), st.booleans())
+def test_serialized_grpc_reply_is_the_message_protobuf_writes(cases, typed, with_id) -> None:
+    """ModelInfer's reply, written with the raw contents appended by hand, parses to the very
+    message protobuf itself would have serialized."""
+    from omi_adapters.codecs import oip_grpc
+    from omi_adapters.protos import open_inference_grpc_pb2 as pb
+
+    outputs = [
+        OutputTensor(name=f"out{i}", datatype=datatype, shape=array.shape, data=array, parameters={"k": i})
+        for i, (datatype, array) in enumerate(cases)
+    ]
+    response = InferenceResponse("m", "2", outputs, id="req-7" if with_id else None, parameters={"p": True})
+    wire = oip_grpc.serialize_response(response, typed=typed)
+    expected = oip_grpc.encode_response(response, typed=typed)
+    assert pb.ModelInferResponse.FromString(wire) == expected
+    assert len(wire) == len(expected.SerializeToString())
