@@ -1,13 +1,19 @@
 """The gRPC baseline: a bare ``grpc.aio`` server on uvloop (as ``omi serve`` runs it) whose
 ``inference.GRPCInferenceService/ModelInfer`` answers every call with a fixed, pre-serialized
-reply. It parses nothing and runs no model: the limit of grpcio that ``omi serve`` is held to."""
+reply. It parses nothing and runs no model: the limit of grpcio that ``omi serve`` is held to.
+
+A message of a MiB or more (the 4 MiB figure) gets the reply omi serve sends to it (Y = X + 1 of
+the bench's tensor as raw contents, serialized on the first such call, not at start): a correct
+server sends 4 MiB back, and the limit of grpcio is moving those bytes both ways."""
 
 from __future__ import annotations
 
 import sys
+from functools import cache
 
 import grpc
 import numpy as np
+import payloads
 import uvloop
 
 from omi_adapters.protos import open_inference_grpc_pb2 as pb
@@ -20,8 +26,17 @@ REPLY = pb.ModelInferResponse(
 ).SerializeToString()
 
 
+#: Messages of this size or more get the large fixed reply.
+LARGE = payloads.MIB
+
+
+@cache
+def large_reply() -> bytes:
+    return payloads.grpc_reply(payloads.large_x(payloads.LARGE_ROWS))
+
+
 async def infer(request: bytes, context: grpc.aio.ServicerContext[bytes, bytes]) -> bytes:
-    return REPLY
+    return REPLY if len(request) < LARGE else large_reply()
 
 
 async def main(port: int) -> None:

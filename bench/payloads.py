@@ -6,6 +6,9 @@ their answers: an OIP server must answer Y = X + 1 before its figures count.
 - ``json``: a 1xN FP32 tensor as 4 MiB of JSON numbers written like ``0.123456``, binary output
   (the figure is the decoding of the request; the reply is the same as ``binary``'s).
 - ``grpc_raw``: a 1xN FP32 tensor of 4 MiB as ModelInfer raw contents.
+
+The bare baselines answer the large bodies with ``binary_reply`` and ``grpc_reply``, built once:
+the bytes omi serve sends back, so that the limit they mark moves the same bytes both ways.
 """
 
 from __future__ import annotations
@@ -73,6 +76,27 @@ def grpc_request(x: np.ndarray, model: str = "adder") -> bytes:
         model_name=model,
         inputs=[pb.ModelInferRequest.InferInputTensor(name="X", datatype="FP32", shape=list(x.shape))],
         raw_input_contents=[x.astype("<f4").tobytes()],
+    ).SerializeToString()
+
+
+def binary_reply(x: np.ndarray) -> tuple[bytes, int]:
+    """omi serve's answer to ``binary_request(x)`` or to a JSON body asking for binary output:
+    Y = X + 1 as binary data, and its ``Inference-Header-Content-Length``."""
+    raw = (x + 1).astype("<f4").tobytes()
+    output = {"name": "Y", "datatype": "FP32", "shape": list(x.shape), "parameters": {"binary_data_size": len(raw)}}
+    header = orjson.dumps({"model_name": "adder", "model_version": "1", "outputs": [output]})
+    return header + raw, len(header)
+
+
+def grpc_reply(x: np.ndarray) -> bytes:
+    """omi serve's answer to ``grpc_request(x)``: Y = X + 1 as raw contents."""
+    from omi_adapters.protos import open_inference_grpc_pb2 as pb
+
+    return pb.ModelInferResponse(
+        model_name="adder",
+        model_version="1",
+        outputs=[pb.ModelInferResponse.InferOutputTensor(name="Y", datatype="FP32", shape=list(x.shape))],
+        raw_output_contents=[(x + 1).astype("<f4").tobytes()],
     ).SerializeToString()
 
 
