@@ -20,7 +20,7 @@ from google.protobuf import json_format
 
 from omi_adapters import repository, tracing
 from omi_adapters.codecs.message_size import infer_message_bytes
-from omi_adapters.codecs.oip_grpc import decode_request, encode_response, serialize_response
+from omi_adapters.codecs.oip_grpc import decode_request, encode_response, parse_request, serialize_response
 from omi_adapters.dataplane import DataPlane
 from omi_adapters.errors import ErrorCode, OmiError
 from omi_adapters.grpc_health import NOT_SERVING, SERVING, Health, register
@@ -151,10 +151,16 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
             await _abort(context, exc)
         return pb.RepositoryModelUnloadResponse()
 
-    async def ModelInfer(self, request: pb.ModelInferRequest, context: Context) -> bytes:
-        # The reply is already serialized (serialize_response): add_to_server sends it as it is.
+    async def ModelInfer(self, data: bytes, context: Context) -> bytes:
+        # Bytes in and out (add_to_server): the request is parsed here, its raw contents left in
+        # place (parse_request), and the reply comes serialized (serialize_response).
         began = time.perf_counter()
-        size = infer_message_bytes(request)
+        try:
+            request, raw = parse_request(data)
+        except OmiError as exc:
+            self._observe(None, exc.code, began, len(data), 0, pb.ModelInferRequest(), context, "ModelInfer")
+            await _abort(context, exc)
+        size = infer_message_bytes(request, raw)
         model = None
         trace = (
             tracing.start_rpc("grpc", SERVICE_NAME, "ModelInfer", context.invocation_metadata())
@@ -163,7 +169,7 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
         )
         try:
             model = self.dataplane.get(request.model_name, request.model_version or None)  # NOT_FOUND first
-            reply = await self._infer(model, request, size, context.time_remaining())
+            reply = await self._infer(model, request, raw, size, context.time_remaining())
         except OmiError as exc:
             self._observe(model, exc.code, began, size, 0, request, context, "ModelInfer")
             await _abort(context, exc)
@@ -208,17 +214,20 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
 
         await stream_infer(self, requests, context)
 
-    async def _infer(self, model: Any, request: pb.ModelInferRequest, size: int, timeout: float | None) -> bytes:
+    async def _infer(
+        self, model: Any, request: pb.ModelInferRequest, raw: list[memoryview] | None, size: int, timeout: float | None
+    ) -> bytes:
         with self.dataplane.admit(size):
             trace = tracing.current() if tracing.active else None
             began = time.perf_counter() if trace is not None else 0.0
-            decoded = decode_request(request)
+            decoded = decode_request(request, raw)
             if trace is not None:
                 trace.child("decode", began, time.perf_counter())
             response = await self.dataplane.run(model, decoded, timeout=timeout)
             if trace is not None:
                 began = time.perf_counter()
-            reply = serialize_response(response, typed=not request.raw_input_contents and bool(request.inputs))
+            sent_raw = raw if raw is not None else request.raw_input_contents
+            reply = serialize_response(response, typed=not sent_raw and bool(request.inputs))
             if trace is not None:
                 trace.child("encode", began, time.perf_counter())
             return reply
@@ -238,8 +247,10 @@ def add_to_server(server: grpc.aio.Server, dataplane: DataPlane) -> Health:
     take requests; call its ``stop_watches()`` before stopping the server.
     """
     handlers = _method_handlers(InferenceServicer(dataplane))
-    # ModelInfer answers bytes it serialized itself, without protobuf's copies of raw contents.
-    handlers["ModelInfer"] = handlers["ModelInfer"]._replace(response_serializer=_as_sent)
+    # ModelInfer takes and answers bytes, without protobuf's copies of raw contents.
+    handlers["ModelInfer"] = handlers["ModelInfer"]._replace(
+        request_deserializer=_as_sent, response_serializer=_as_sent
+    )
     server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(SERVICE_NAME, handlers),))
     server.add_registered_method_handlers(SERVICE_NAME, handlers)
 
@@ -251,8 +262,8 @@ def add_to_server(server: grpc.aio.Server, dataplane: DataPlane) -> Health:
     return register(server, SERVICE_NAME, statuses)
 
 
-def _as_sent(reply: bytes) -> bytes:
-    return reply
+def _as_sent(message: bytes) -> bytes:
+    return message
 
 
 class _Handlers:

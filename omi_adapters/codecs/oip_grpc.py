@@ -11,16 +11,88 @@ from __future__ import annotations
 
 from typing import Any
 
+from google.protobuf.message import DecodeError
+
 from omi_adapters.codecs.tensors import check_shape, from_raw, to_raw
 from omi_adapters.codecs.typed_contents import CONTENTS_FIELD, from_typed, to_typed
 from omi_adapters.errors import InvalidInputError
 from omi_adapters.protos import open_inference_grpc_pb2 as pb
 from omi_adapters.types import DATATYPES, InferenceRequest, InferenceResponse, InputTensor, Parameters, RequestedOutput
 
-__all__ = ["decode_request", "encode_response", "parameters_of", "serialize_response", "set_parameters"]
+__all__ = [
+    "decode_request", "encode_response", "parameters_of", "parse_request", "serialize_response", "set_parameters",
+]  # fmt: skip
 
 #: The wire tag of ``ModelInferResponse.raw_output_contents`` (field 6, length-delimited).
 _RAW_OUTPUT_TAG = bytes([6 << 3 | 2])
+#: The field number of ``ModelInferRequest.raw_input_contents``.
+_RAW_INPUT_FIELD = 7
+#: Messages from this size on have their raw contents sliced out of the wire bytes (see :func:`parse_request`).
+ZERO_COPY_BYTES = 64 * 1024
+
+
+def parse_request(
+    data: bytes, zero_copy_from: int = ZERO_COPY_BYTES
+) -> tuple[pb.ModelInferRequest, list[memoryview] | None]:
+    """A serialized ``ModelInferRequest``, and its raw contents as views of ``data`` (None: in the message).
+
+    protobuf copies every raw contents entry into the message it parses, and again each time
+    it is read. A message of ``zero_copy_from`` bytes or more is walked field by field instead
+    (the protobuf wire format): its ``raw_input_contents`` entries become memoryviews of
+    ``data``, and only its other fields (names, shapes, parameters) are parsed by protobuf.
+    Smaller messages are parsed whole.
+
+    Raises:
+        InvalidInputError: ``data`` is not a ``ModelInferRequest``.
+    """
+    try:
+        if len(data) < zero_copy_from:
+            return pb.ModelInferRequest.FromString(data), None
+        view = memoryview(data)
+        fields: list[memoryview] = []
+        raw: list[memoryview] = []
+        end = len(view)
+        at = 0
+        while at < end:
+            start = at
+            key, at = _read_varint(view, at)
+            kind = key & 7
+            if kind == 2:  # length-delimited: every field of this message but unknown ones
+                length, at = _read_varint(view, at)
+                if at + length > end:
+                    raise DecodeError("truncated field")
+                if key >> 3 == _RAW_INPUT_FIELD:
+                    raw.append(view[at : at + length])
+                    at += length
+                    continue
+                at += length
+            elif kind == 0:
+                _, at = _read_varint(view, at)
+            elif kind in (1, 5):
+                at += 8 if kind == 1 else 4
+            else:
+                raise DecodeError(f"wire type {kind}")
+            if at > end:
+                raise DecodeError("truncated field")
+            fields.append(view[start:at])
+        return pb.ModelInferRequest.FromString(b"".join(fields)), raw
+    except DecodeError as exc:
+        raise InvalidInputError(f"the message is not a ModelInferRequest ({exc})") from None
+
+
+def _read_varint(view: memoryview, at: int) -> tuple[int, int]:
+    """The base-128 varint at ``view[at]`` and the offset after it."""
+    value = shift = 0
+    end = len(view)
+    while True:
+        if at >= end or shift > 63:
+            raise DecodeError("truncated or overlong varint")
+        byte = view[at]
+        at += 1
+        value |= (byte & 0x7F) << shift
+        if byte < 0x80:
+            return value, at
+        shift += 7
 
 
 def parameters_of(params: Any) -> Parameters:
@@ -50,9 +122,12 @@ def set_parameters(target: Any, params: Parameters) -> None:
             slot.string_param = str(value)
 
 
-def decode_request(message: pb.ModelInferRequest) -> InferenceRequest:
-    """A ``ModelInferRequest`` as an :class:`InferenceRequest`, checking every field."""
-    raw = message.raw_input_contents
+def decode_request(message: pb.ModelInferRequest, raw_contents: list[memoryview] | None = None) -> InferenceRequest:
+    """A ``ModelInferRequest`` as an :class:`InferenceRequest`, checking every field.
+
+    ``raw_contents``: the message's raw contents when :func:`parse_request` took them out of it.
+    """
+    raw: Any = message.raw_input_contents if raw_contents is None else raw_contents
     if raw and len(raw) != len(message.inputs):
         raise InvalidInputError(
             f"raw_input_contents has {len(raw)} entries for {len(message.inputs)} inputs; it needs one per input"

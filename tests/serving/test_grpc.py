@@ -71,6 +71,36 @@ def test_every_datatype_round_trips_raw(client: grpcclient.InferenceServerClient
         np.testing.assert_array_equal(out.astype(sample.dtype), sample)
 
 
+@pytest.mark.parametrize("datatype", ["UINT8", "FP32", "BYTES"])
+def test_large_raw_requests_round_trip(client: grpcclient.InferenceServerClient, datatype: str) -> None:
+    # Past 64 KiB the servicer slices raw contents out of the wire bytes instead of parsing them.
+    rng = np.random.default_rng(3)
+    if datatype == "BYTES":
+        sample = np.array([bytes(rng.integers(0, 256, 300, dtype=np.uint8)) for _ in range(400)], dtype=object)
+    else:
+        sample = rng.integers(0, 100, 200_000).astype(np.uint8 if datatype == "UINT8" else np.float32)
+    tensor = grpcclient.InferInput("IN", list(sample.shape), datatype)
+    tensor.set_data_from_numpy(sample)
+    result = client.infer(f"echo_{datatype.lower()}", [tensor], request_id="large")
+    assert result.get_response().id == "large"
+    out = result.as_numpy("OUT")
+    if datatype == "BYTES":
+        assert list(out) == list(sample)
+    else:
+        np.testing.assert_array_equal(out, sample)
+
+
+@pytest.mark.parametrize("size", [3, 100_000], ids=["small", "large"])
+def test_a_message_that_is_no_model_infer_request_is_invalid_argument(server: Served, size: int) -> None:
+    garbage = b"\x0a\xff\xff" + b"\x00" * size  # a model_name longer than the message
+    with grpc.insecure_channel(server.grpc_url) as channel:
+        call = channel.unary_unary("/inference.GRPCInferenceService/ModelInfer")
+        with pytest.raises(grpc.RpcError) as info:
+            call(garbage, timeout=30)
+    assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert "not a ModelInferRequest" in info.value.details()
+
+
 TYPED = {
     "BOOL": ("bool_contents", [True, False]),
     "UINT8": ("uint_contents", [0, 255]),
