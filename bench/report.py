@@ -217,8 +217,10 @@ def markdown(record: dict[str, Any]) -> str:
         (
             "Each cell is the median over the rounds of the absolute figure, and in brackets the median "
             "over the rounds of its ratio to the bare baseline measured in the same round (bare Starlette for "
-            "REST figures, bare grpc.aio for gRPC ones). The target is for omi serve on the bundled adder "
-            "(`examples/adder.py`, predict on the event loop)."
+            "REST figures, bare grpc.aio for gRPC ones). Both answer a small request with a fixed small reply "
+            "and a 4 MiB one with the fixed bytes omi serve answers it with (Y = X + 1, built once), so that "
+            "the 4 MiB figures compare servers moving the same bytes both ways. The target is for omi serve "
+            "on the bundled adder (`examples/adder.py`, predict on the event loop)."
         ),
         "",
         "| figure | bare | " + " | ".join(label for key, label in COLUMNS) + " | target | omi serve |",
