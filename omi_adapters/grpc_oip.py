@@ -19,7 +19,6 @@ import grpc
 from google.protobuf import json_format
 
 from omi_adapters import repository, tracing
-from omi_adapters.codecs.message_size import infer_message_bytes
 from omi_adapters.codecs.oip_grpc import decode_request, encode_response, parse_request, serialize_response
 from omi_adapters.dataplane import DataPlane
 from omi_adapters.errors import ErrorCode, OmiError
@@ -160,7 +159,7 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
         except OmiError as exc:
             self._observe(None, exc.code, began, len(data), 0, pb.ModelInferRequest(), context, "ModelInfer")
             await _abort(context, exc)
-        size = infer_message_bytes(request, raw)
+        size = len(data)  # what the message holds, exactly: no need to count it from its tensors
         model = None
         trace = (
             tracing.start_rpc("grpc", SERVICE_NAME, "ModelInfer", context.invocation_metadata())

@@ -30,13 +30,9 @@ _TYPED_FIELDS = (
 )  # fmt: skip
 
 
-def infer_message_bytes(message: Any, raw: Any = None) -> int:
-    """The bytes a ``ModelInferRequest`` or ``ModelInferResponse`` holds (raw or typed contents).
-
-    ``raw``: the raw contents, when they were parsed apart from the message (``oip_grpc.parse_request``).
-    """
-    if raw is None:
-        raw = message.raw_input_contents if hasattr(message, "raw_input_contents") else message.raw_output_contents
+def infer_message_bytes(message: Any) -> int:
+    """The bytes a ``ModelInferRequest`` or ``ModelInferResponse`` holds (raw or typed contents)."""
+    raw = message.raw_input_contents if hasattr(message, "raw_input_contents") else message.raw_output_contents
     tensors = message.inputs if hasattr(message, "inputs") else message.outputs
     size = _OVERHEAD * (1 + len(tensors))
     if raw:
