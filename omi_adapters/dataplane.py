@@ -297,16 +297,21 @@ class DataPlane:
         hooks.enter(1)
         trace = tracing.current() if tracing.active else None
         try:
-            deadline, predict = await self._ready(model, timeout)
+            batcher = self._batchers.get(model)
+            on_loop = batcher is None and not model.is_async and not model.run_in_thread
+            if on_loop and model.ready:
+                # Called on the loop at once, where nothing waits or interrupts it: no deadline to reckon.
+                predict = model.wait_ready(0)
+            else:
+                deadline, predict = await self._ready(model, timeout)
             arrays = model.bind_inputs(request.inputs)
             names = _requested_names(model, request)
-            batcher = self._batchers.get(model)
             if batcher is not None:
                 if trace is None:
                     outputs = await batcher.submit(arrays, deadline)
                 else:
                     outputs = await _traced_batch(batcher, arrays, deadline, trace)
-            elif model.is_async or model.run_in_thread:
+            elif not on_loop:
                 call = await self._slot(model, deadline, trace)
                 outputs = await self._predict(model, predict, arrays, call, deadline, None, trace)
             else:

@@ -11,7 +11,6 @@ served one.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from collections.abc import Awaitable, Callable, MutableMapping
@@ -316,8 +315,10 @@ class OipApp:
 
             hooks.append(gone)
         ticket: Ticket | None = None
-        with contextlib.suppress(OmiError):  # for the metrics of a request refused before the lookup
+        try:  # for the metrics of a request refused before the lookup
             model = self.dataplane.get(name, version)
+        except OmiError:
+            pass  # raised again below, once the body is read
         try:
             size = int(declared) if declared is not None and declared.isdigit() else 0
             if size > self.max_body_bytes:
