@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import logging
 import os
-import platform
 import sys
 
 __all__ = ["MMAP_THRESHOLD", "TRIM_THRESHOLD", "tune"]
@@ -43,7 +42,7 @@ ENVIRONMENT = ("MALLOC_MMAP_THRESHOLD_", "MALLOC_TRIM_THRESHOLD_")
 
 def tune() -> bool:
     """Set glibc's thresholds for this process (see the module documentation); whether they were set."""
-    if sys.platform != "linux" or platform.libc_ver()[0] != "glibc":
+    if sys.platform != "linux" or not _glibc():
         return False
     if any(os.environ.get(name) for name in ENVIRONMENT):
         log.debug("glibc malloc thresholds left as the environment sets them")
@@ -61,3 +60,11 @@ def tune() -> bool:
     if not done:  # pragma: no cover - the values are within glibc's bounds
         log.warning("could not set glibc's malloc thresholds")
     return done
+
+
+def _glibc() -> bool:
+    # confstr, not platform.libc_ver(), which reads the interpreter's binary through (ms at start).
+    try:
+        return (os.confstr("CS_GNU_LIBC_VERSION") or "").startswith("glibc")
+    except (ValueError, OSError):  # another C library: no such name
+        return False
