@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import contextvars
 import importlib.util
+import logging
 import os
 import sys
 import time
@@ -36,6 +37,8 @@ from omi_adapters import __version__
 from omi_adapters.errors import ConfigurationError, ErrorCode
 
 __all__ = ["Request", "active", "configure", "current", "shutdown", "start", "start_rpc"]
+
+log = logging.getLogger("omi_adapters.tracing")
 
 #: True once :func:`configure` found a tracer provider; front ends test it before anything else.
 active = False
@@ -76,7 +79,16 @@ def configure(environ: Mapping[str, str] | None = None) -> bool:
     # A host that set a provider up has imported the API: otherwise nothing is imported here.
     if not names and "opentelemetry.trace" not in sys.modules:
         return False
-    if not _enabled(environ) or importlib.util.find_spec("opentelemetry.sdk") is None:
+    if not _enabled(environ):
+        return False
+    if not _sdk_installed():
+        if names:
+            # Asked for by the environment (which a platform may set for every pod): say why there are none.
+            log.warning(
+                "tracing is off: the environment names the exporter(s) %s, but the OpenTelemetry SDK is not "
+                "installed (pip install 'omi-adapters[otel]')",
+                ", ".join(names),
+            )
         return False
     from opentelemetry import context, propagate, trace
     from opentelemetry.sdk.trace import TracerProvider
@@ -92,6 +104,10 @@ def configure(environ: Mapping[str, str] | None = None) -> bool:
     _EPOCH_NS = time.time_ns() - time.perf_counter_ns()
     active = True
     return True
+
+
+def _sdk_installed() -> bool:
+    return importlib.util.find_spec("opentelemetry.sdk") is not None
 
 
 def _new_provider(names: list[str], environ: Mapping[str, str]) -> Any:

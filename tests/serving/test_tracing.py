@@ -191,3 +191,20 @@ def test_without_otel_configuration_nothing_of_opentelemetry_is_imported() -> No
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True)
     assert done.stdout.strip() == "False []"
+
+
+def test_an_exporter_named_without_the_sdk_installed_is_a_warning_and_no_tracing(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    from omi_adapters import tracing
+
+    monkeypatch.setattr(tracing, "active", False)
+    monkeypatch.setattr(tracing, "_sdk_installed", lambda: False)
+    with caplog.at_level("WARNING", logger="omi_adapters.tracing"):
+        assert tracing.configure({"OTEL_EXPORTER_OTLP_ENDPOINT": "http://collector:4318"}) is False
+    assert not tracing.active
+    assert "tracing is off" in caplog.text and "otlp" in caplog.text and "omi-adapters[otel]" in caplog.text
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="omi_adapters.tracing"):
+        assert tracing.configure({}) is False  # nothing asked for: nothing said
+    assert caplog.text == ""
