@@ -108,6 +108,8 @@ class DataPlane:
         executor: runs loads and the decoding of large requests (predicts run in each model's
             own threads); default: a pool of its own.
         observer: sees every request (metrics); default: one that records nothing.
+        model_control: clients may load and unload models (the model repository extension's
+            calls); off, those calls are refused (``omi serve --model-control-mode``).
     """
 
     def __init__(
@@ -117,8 +119,11 @@ class DataPlane:
         limits: Limits | None = None,
         executor: concurrent.futures.Executor | None = None,
         observer: Observer | None = None,
+        model_control: bool = False,
     ) -> None:
         self._models: dict[str, dict[str, Model]] = {}
+        #: Whether the model repository extension's load and unload are served.
+        self.model_control = model_control
         for model in models:
             versions = self._models.setdefault(model.name, {})
             if model.version in versions:

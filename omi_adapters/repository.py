@@ -11,6 +11,10 @@ An unloaded model is answered as Triton answers a model it does not serve: readi
 inference, metadata and configuration refused with NOT_FOUND (REST 404) naming it
 (:class:`~omi_adapters.errors.ModelUnloadedError`). Readiness of the server counts only the models
 in service. Requests already running when it is unloaded finish.
+
+``load`` and ``unload`` are served only when the DataPlane allows model control (``omi serve
+--model-control-mode explicit``); otherwise they are refused with INVALID_ARGUMENT (REST 400), as
+Triton refuses them outside its explicit mode. The index is always served.
 """
 
 from __future__ import annotations
@@ -69,6 +73,7 @@ async def load(dataplane: DataPlane, name: str, parameters: Mapping[str, Any] | 
     the reload fails). Raises :class:`~omi_adapters.errors.ModelLoadError` when a load fails,
     :class:`~omi_adapters.errors.ModelNotFoundError` for a model not served.
     """
+    _check_control(dataplane)
     models = _versions(dataplane, name)
     for key in parameters or {}:
         # Triton's "config" and "file:" parameters load a new configuration or new files.
@@ -81,12 +86,22 @@ async def load(dataplane: DataPlane, name: str, parameters: Mapping[str, Any] | 
 
 async def unload(dataplane: DataPlane, name: str, parameters: Mapping[str, Any] | None = None) -> None:
     """Take every version of model ``name`` out of service (a load in progress finishes first)."""
+    _check_control(dataplane)
     models = _versions(dataplane, name)
     for key in parameters or {}:
         if key not in _UNLOAD_PARAMETERS:
             raise InvalidInputError(f"model '{name}': unknown unload parameter '{key}'")
     for model in models:
         await in_thread(dataplane.executor, model.unload)
+
+
+def _check_control(dataplane: DataPlane) -> None:
+    # Off by default, as in Triton's default mode: without a token, anybody could take a model out of service.
+    if not dataplane.model_control:
+        raise InvalidInputError(
+            "model load and unload are not allowed: the server runs with --model-control-mode none "
+            "(explicit allows them)"
+        )
 
 
 def served_config(dataplane: DataPlane, name: str, version: str | None = None) -> dict[str, Any]:

@@ -45,6 +45,8 @@ __all__ = [
 ]
 
 PROTOCOLS = ("rest", "grpc", "omi")
+#: --model-control-mode, as Triton names its modes: whether clients may load and unload models.
+MODEL_CONTROL_MODES = ("none", "explicit")
 MiB = 1024 * 1024
 #: Triton's default for HTTP requests; gRPC messages take the same bound.
 DEFAULT_MAX_MESSAGE_BYTES = 64 * MiB
@@ -80,6 +82,8 @@ class ServeOptions:
     tls_cert: str | None = None
     tls_key: str | None = None
     cors_origins: tuple[str, ...] = ()
+    #: ``explicit``: the model repository extension's load and unload are served; ``none``: refused.
+    model_control_mode: str = "none"
     #: Read once from ``auth_token_file`` or ``$OMI_AUTH_TOKEN`` (never shown in a repr or log).
     auth_token: bytes | None = field(default=None, repr=False)
     #: The PEM certificate and key of ``tls_cert`` and ``tls_key``, checked.
@@ -319,6 +323,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="web origins allowed to call the REST API (comma separated, or *); requests from any "
         "other origin are refused (default: none, only same-origin)",
     )
+    sec.add_argument(
+        "--model-control-mode",
+        choices=MODEL_CONTROL_MODES,
+        default="none",
+        help="explicit: clients may load and unload models (the model repository extension, token-protected "
+        "when a token is set); none: those calls get 400, as Triton's mode of that name answers them "
+        "(default: none)",
+    )
     obs = parser.add_argument_group("metrics")
     obs.add_argument(
         "--metrics",
@@ -403,6 +415,7 @@ def options_from_args(args: argparse.Namespace) -> ServeOptions:
         tls_cert=args.tls_cert,
         tls_key=args.tls_key,
         cors_origins=origins,
+        model_control_mode=args.model_control_mode,
         auth_token=token,
         tls=tls,
         metrics=args.metrics,
@@ -508,7 +521,9 @@ async def serve(models: Sequence[Model], options: ServeOptions) -> int:
     metrics = _metrics(models, options)
     if tracing.configure():
         log.info("tracing: an OpenTelemetry span per inference request (OTEL_* environment)")
-    dataplane = DataPlane(models, limits=options.limits, observer=metrics)
+    dataplane = DataPlane(
+        models, limits=options.limits, observer=metrics, model_control=options.model_control_mode == "explicit"
+    )
     if options.access_log:
         from omi_adapters.logs import AccessLog
 

@@ -10,7 +10,7 @@ import pytest
 from omi_adapters import Tensor, model
 from omi_adapters.contract import Model
 from omi_adapters.dataplane import DataPlane
-from omi_adapters.errors import ModelLoadError, ModelUnloadedError
+from omi_adapters.errors import InvalidInputError, ModelLoadError, ModelUnloadedError
 from omi_adapters.loading import LoadState
 from omi_adapters.repository import index, load, unload
 from omi_adapters.types import InferenceRequest, InputTensor
@@ -45,7 +45,7 @@ def _infer(plane: DataPlane, name: str) -> list[int]:
 
 def test_unload_refuses_requests_until_load_and_a_failed_reload_keeps_the_loaded_model() -> None:
     counted, lazy = _models()
-    plane = DataPlane([counted, lazy])
+    plane = DataPlane([counted, lazy], model_control=True)
     plane.start()
     assert _infer(plane, "counted") == [1, 2]
 
@@ -70,7 +70,7 @@ def test_unload_refuses_requests_until_load_and_a_failed_reload_keeps_the_loaded
 
 def test_an_unloaded_lazy_model_is_not_loaded_by_readiness_and_the_server_counts_models_in_service() -> None:
     counted, lazy = _models()
-    plane = DataPlane([counted, lazy])
+    plane = DataPlane([counted, lazy], model_control=True)
     plane.start()
     assert [e["state"] for e in index(plane)] == ["READY", "UNAVAILABLE"]
     assert index(plane, ready=True) == [{"name": "counted", "version": "1", "state": "READY"}]
@@ -80,3 +80,15 @@ def test_an_unloaded_lazy_model_is_not_loaded_by_readiness_and_the_server_counts
     assert plane.ready() is True  # the unloaded model does not count
     asyncio.run(load(plane, "lazy"))
     assert lazy.ready and plane.ready()
+
+
+def test_load_and_unload_are_refused_unless_model_control_is_on() -> None:
+    counted, lazy = _models()
+    plane = DataPlane([counted, lazy])
+    plane.start()
+    for call in (load, unload):
+        with pytest.raises(InvalidInputError, match="--model-control-mode none"):
+            asyncio.run(call(plane, "counted"))
+    assert plane.model_ready(counted) and _infer(plane, "counted") == [1, 2]
+    assert counted.load_count == 1
+    assert [e["state"] for e in index(plane)] == ["READY", "UNAVAILABLE"]  # the index is always served

@@ -33,13 +33,15 @@ pytestmark = pytest.mark.timeout(180)
 MODELS = "tests/serving/extension_models.py"
 TARGETS = (EXAMPLES / "adder.py", "tests/serving/models.py:adder_v2", "tests/serving/batch_models.py:doubler", MODELS)
 TOKEN = "s3cret-token"
+#: Load and unload are served only with this flag.
+CONTROL = ("--model-control-mode", "explicit")
 
 
 @pytest.fixture(scope="module")
 def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
     flag = tmp_path_factory.mktemp("flaky") / "loaded-once"
     flag.write_text("")  # here the flaky model loads at once
-    with serve(*TARGETS, protocols=("rest", "grpc"), env={"OMI_TEST_FLAKY_FLAG": str(flag)}) as srv:
+    with serve(*TARGETS, protocols=("rest", "grpc"), args=CONTROL, env={"OMI_TEST_FLAKY_FLAG": str(flag)}) as srv:
         srv.wait_ready()
         yield srv
 
@@ -164,7 +166,7 @@ def _index_grpc(rpc: grpcclient.InferenceServerClient) -> dict[tuple[str, str], 
 
 def test_load_retries_a_model_whose_first_load_failed(tmp_path: Path) -> None:
     flag = tmp_path / "loaded-once"
-    with serve(MODELS, protocols=("rest", "grpc"), env={"OMI_TEST_FLAKY_FLAG": str(flag)}) as srv:
+    with serve(MODELS, protocols=("rest", "grpc"), args=CONTROL, env={"OMI_TEST_FLAKY_FLAG": str(flag)}) as srv:
         http = httpclient.InferenceServerClient(srv.http_url)
         rpc = grpcclient.InferenceServerClient(srv.grpc_url)
         try:
@@ -360,7 +362,7 @@ def test_a_classification_count_that_is_not_a_positive_integer_is_a_clear_400(se
 def test_repository_control_needs_the_token_and_readiness_does_not(tmp_path: Path) -> None:
     token = tmp_path / "token"
     token.write_text(TOKEN)
-    args = ("--auth-token-file", str(token))
+    args = ("--auth-token-file", str(token), *CONTROL)
     with serve(EXAMPLES / "adder.py", protocols=("rest", "grpc"), args=args) as srv:
         srv.wait_ready()
         bearer = {"authorization": f"Bearer {TOKEN}"}
@@ -388,6 +390,27 @@ def test_repository_control_needs_the_token_and_readiness_does_not(tmp_path: Pat
     assert refused_grpc.value.status() == "StatusCode.UNAUTHENTICATED"
     assert (still_ready, unloaded, back) == (True, False, True)
     assert config.name == "adder"
+
+
+def test_without_model_control_load_and_unload_are_refused_as_triton_refuses_them() -> None:
+    with serve(EXAMPLES / "adder.py", protocols=("rest", "grpc")) as srv:
+        srv.wait_ready()
+        http = httpclient.InferenceServerClient(srv.http_url)
+        rpc = grpcclient.InferenceServerClient(srv.grpc_url)
+        try:
+            refusals = []
+            for call in (http.unload_model, http.load_model, rpc.unload_model, rpc.load_model):
+                with pytest.raises(InferenceServerException) as info:
+                    call("adder")
+                refusals.append((info.value.status(), info.value.message()))
+            ready = (http.is_model_ready("adder"), rpc.is_model_ready("adder"))
+            states = {m["state"] for m in http.get_model_repository_index()}
+        finally:
+            http.close()
+            rpc.close()
+    assert [status for status, _ in refusals] == ["400", "400", *["StatusCode.INVALID_ARGUMENT"] * 2]
+    assert all("--model-control-mode none" in message for _, message in refusals)
+    assert ready == (True, True) and states == {"READY"}
 
 
 # --- the messages are Triton's -------------------------------------------------------------------
