@@ -37,6 +37,8 @@ __all__ = [
 # Each dimension must fit in a uint64 (the OIP's tensor metadata); products past int64 cannot be
 # backed by any real buffer, so they are refused as well.
 _MAX_ELEMENTS = 2**63 - 1
+#: The widest array item there is (complex128; ours are at most 8 bytes): the bound of :func:`element_count`.
+_WIDEST_ITEM = 16
 #: numpy's NPY_MAXDIMS: no array has more dimensions (64 since numpy 2, 32 before).
 MAX_DIMS = 64 if int(np.__version__.split(".")[0]) >= 2 else 32
 _LENGTH = struct.Struct("<I")
@@ -61,10 +63,16 @@ def check_shape(shape: Any, where: str) -> tuple[int, ...]:
 
 
 def element_count(shape: tuple[int, ...], where: str) -> int:
-    """The number of elements of ``shape``, refusing counts no buffer could hold."""
+    """The number of elements of ``shape``, refusing shapes no array could have.
+
+    numpy refuses a shape whose non-zero dimensions, times the item size, multiply past int64,
+    even when another dimension is 0 and the array is empty: such a shape is refused here too,
+    counted for the widest item (16 bytes), before any array is made.
+    """
     count = math.prod(shape)
-    if count > _MAX_ELEMENTS:
-        raise InvalidInputError(f"{where}: shape {list(shape)} has too many elements ({count})")
+    span = count if count else math.prod(d for d in shape if d)
+    if span > _MAX_ELEMENTS // _WIDEST_ITEM:
+        raise InvalidInputError(f"{where}: shape {list(shape)} has too many elements for any array ({span})")
     return count
 
 

@@ -48,6 +48,8 @@ JSON_CASES = [
     (req(x(shape="2")), "input 'X': shape must be a list of integers, got the string '2'"),
     (req(x(shape=[100000000, 100000000])), "input 'X': 'data' has 2 elements, shape .* needs 10{16}"),
     (req(x(shape=[2**40, 2**40])), "has too many elements"),
+    # Empty, yet numpy refuses it: its other dimensions multiply past int64 bytes.
+    (req(x(shape=[0, 2**31, 2**31], data=[])), r"shape \[0, 2147483648, 2147483648\] has too many elements for any"),
     (req({"name": "X", "datatype": "FP32", "shape": [2]}), "input 'X': missing 'data'"),
     (req(x(data=5)), "input 'X': 'data' must be a list, got the number 5"),
     (req(x(data=[1.0, 2.0, 3.0])), r"'data' has 3 elements, shape \[2\] needs 2"),
