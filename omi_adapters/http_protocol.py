@@ -43,7 +43,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import functools
 import json
 import logging
 import math
@@ -72,6 +71,8 @@ log = logging.getLogger("omi_adapters.http")
 _IDLE, _HEAD, _BODY, _DONE, _CLOSED = range(5)
 #: Writes up to this size in one loop turn are joined into one (a small reply's head and body).
 _CORK_BYTES = 64 * 1024
+#: The content type of the errors this protocol answers itself.
+_JSON = [(b"content-type", b"application/json")]
 #: Stands for "no bound" where a number is needed.
 _UNBOUNDED = sys.maxsize
 #: The delay of a keep-alive timer when --idle-timeout is off (uvicorn always arms one).
@@ -153,6 +154,8 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
         self._running: RequestResponseCycle | None = None
         # A refusal (status, message) waiting for the responses to earlier pipelined requests.
         self._deferred: tuple[int, str] | None = None
+        # The RESPOND extension of every request of this connection (bound once, not per request).
+        self._responder = self._respond
 
     # Connection
 
@@ -253,7 +256,9 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
     def on_message_begin(self) -> None:
         super().on_message_begin()
         hooks: list[Callable[[], object]] = []
-        self.scope.setdefault("extensions", {})[ON_DISCONNECT] = hooks  # type: ignore[assignment]
+        extensions = self.scope.setdefault("extensions", {})
+        extensions[ON_DISCONNECT] = hooks  # type: ignore[assignment]
+        extensions[RESPOND] = self._responder  # type: ignore[assignment]
         if self._phase != _CLOSED:
             self._phase = _HEAD
             self._head_raw = self._chunk
@@ -272,9 +277,7 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
                 return
         self._phase = _BODY
         super().on_headers_complete()  # starts the application, or queues it behind the running one
-        cycle = self.cycle
-        cycle.transport = self._cork  # type: ignore[assignment]
-        self.scope["extensions"][RESPOND] = functools.partial(self._respond, cycle)  # type: ignore[assignment]
+        self.cycle.transport = self._cork  # type: ignore[assignment]
         running = self._running
         if running is None or running.response_complete:
             self._running = self.cycle
@@ -332,19 +335,12 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
 
     # Writing
 
-    def _respond(
-        self,
-        cycle: RequestResponseCycle,
-        send: Any,
-        status: int,
-        headers: list[tuple[bytes, bytes]],
-        body: bytes,
-        length: int,
-    ) -> bool:
-        """Write ``cycle``'s whole reply at once (the :data:`RESPOND` extension); False: not now.
+    def _respond(self, send: Any, status: int, headers: list[tuple[bytes, bytes]], body: bytes, length: int) -> bool:
+        """Write a request's whole reply at once (the :data:`RESPOND` extension); False: not now.
 
-        ``send`` is the one the application was given: when it is not ``cycle``'s own, a
-        middleware wraps it (to add headers, say), and the reply must go through it.
+        ``send`` is the one the application was given: the request's cycle when it is the
+        cycle's own ``send`` on this connection; anything else is a middleware's wrapper (adding
+        headers, say), and the reply must go through it.
 
         What uvicorn's ``send`` does for an ``http.response.start`` and one final
         ``http.response.body``, in one write: the status line, uvicorn's default headers, the
@@ -352,21 +348,20 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
         ``connection: close`` when the connection is not kept alive. A reply already started, or
         a connection whose writes are paused (``send`` would wait for them), is left to ``send``.
         """
-        if getattr(send, "__self__", None) is not cycle or cycle.response_started or cycle.flow.write_paused:
+        cycle = getattr(send, "__self__", None)
+        if (
+            not isinstance(cycle, RequestResponseCycle)
+            or cycle.flow is not self.flow  # a cycle of another connection
+            or cycle.response_started
+            or cycle.flow.write_paused
+        ):
             return False
         if cycle.disconnected:
             return True  # as send: nobody to write to
         cycle.response_started = True
         cycle.waiting_for_100_continue = False
-        content = [STATUS_LINE[status]]
-        for name, value in cycle.default_headers:
-            content += (name, b": ", value, b"\r\n")
-        for name, value in headers:
-            content += (name, b": ", value, b"\r\n")
-        content.append(b"content-length: %d\r\n" % length)
-        if not cycle.keep_alive:
-            content.append(b"connection: close\r\n")
-        content += (b"\r\n", body)
+        content = _head(status, cycle.default_headers, headers, length, close=not cycle.keep_alive)
+        content.append(body)
         self._cork.flush()  # after what was already answered on this connection
         if not self.transport.is_closing():
             self.transport.write(b"".join(content))
@@ -484,10 +479,7 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
 
     def _error_response(self, status: int, message: str) -> bytes:
         body = json.dumps({"error": message}).encode()
-        content = [STATUS_LINE[status]]
-        for name, value in self.server_state.default_headers:
-            content += [name, b": ", value, b"\r\n"]
-        content.append(b"content-type: application/json\r\ncontent-length: %d\r\nconnection: close\r\n\r\n" % len(body))
+        content = _head(status, self.server_state.default_headers, _JSON, len(body), close=True)
         content.append(body)
         return b"".join(content)
 
@@ -498,6 +490,25 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
 
     def _peer(self) -> str:
         return f"{self.client[0]}:{self.client[1]}" if self.client else "a client"
+
+
+def _head(
+    status: int,
+    default_headers: list[tuple[bytes, bytes]],
+    headers: list[tuple[bytes, bytes]],
+    length: int,
+    close: bool,
+) -> list[bytes]:
+    """The parts of a response head: status line, uvicorn's default headers, ``headers``, the
+    content length and, with ``close``, ``connection: close``."""
+    content = [STATUS_LINE[status]]
+    for name, value in (*default_headers, *headers):
+        content += (name, b": ", value, b"\r\n")
+    content.append(b"content-length: %d\r\n" % length)
+    if close:
+        content.append(b"connection: close\r\n")
+    content.append(b"\r\n")
+    return content
 
 
 class _Corked:
