@@ -237,11 +237,10 @@ class OipApp:
                     await (_traced(serving, scope, kind, version) if tracing.active else serving)
                     return
                 if kind not in _POSTED and method in ("GET", "HEAD"):
-                    respond = (scope.get("extensions") or {}).get(RESPOND)
-                    await _send(send, self._health(kind, name, version), head=method == "HEAD", respond=respond)
+                    await _send(scope, send, self._health(kind, name, version), head=method == "HEAD")
                     return
             elif scope["path"] == "/metrics" and self.metrics is not None and scope["method"] in ("GET", "HEAD"):
-                await _send(send, self._scrape(), head=scope["method"] == "HEAD")
+                await _send(scope, send, self._scrape(), head=scope["method"] == "HEAD")
                 return
         api = self._api if self._api is not None else await self.prepare()
         await api(scope, receive, send)
@@ -357,7 +356,7 @@ class OipApp:
             if ticket is not None:
                 ticket.close()
         answering = True
-        sent = await _send(send, reply, respond=extensions.get(RESPOND))
+        sent = await _send(scope, send, reply)
         self.answered(scope, model, name, version, reply[0], code, began, size, sent, ids[0] if ids else None)
 
     def answered(
@@ -465,15 +464,16 @@ async def _traced(serving: Awaitable[None], scope: Scope, action: str, version: 
             trace.finish(None, version, "client went away", None, time.perf_counter())
 
 
-async def _send(send: Send, reply: Reply, *, head: bool = False, respond: Respond | None = None) -> int:
-    """Send ``reply``; the length of its body.
+async def _send(scope: Scope, send: Send, reply: Reply, *, head: bool = False) -> int:
+    """Send ``reply`` to the request of ``scope``; the length of its body.
 
-    With the HTTP protocol's ``respond`` (:data:`RESPOND`), a small reply is written whole, in one
-    call, instead of as two or more ASGI messages: the same bytes on the wire, for a fraction
-    of the work per request.
+    Where the HTTP protocol offers :data:`RESPOND`, a small reply is written whole, in one call,
+    instead of as two or more ASGI messages: the same bytes on the wire, for a fraction of the
+    work per request.
     """
     status, headers, chunks = reply
     length = sum(len(c) for c in chunks)
+    respond: Respond | None = (scope.get("extensions") or {}).get(RESPOND)
     if respond is not None and length <= RESPOND_BYTES:
         body = b"" if head else chunks[0] if len(chunks) == 1 else b"".join(chunks)
         if respond(send, status, headers, body, length):

@@ -119,7 +119,7 @@ async def serve_generate(
             reply = _error(stopping)
     if reply is not None:
         status = reply[0]
-        progress.sent = await _send(send, reply)
+        progress.sent = await _send(scope, send, reply)
     app.answered(scope, model, name, version, status, code, began, size, progress.sent, request_id)
 
 
