@@ -2,20 +2,16 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import ROOT
+from tests.conftest import run_in_own_process
 
 CASES = Path(__file__).with_name("grpc_wire_cases.py")
 
 
 @pytest.mark.timeout(300)
 def test_grpc_wire_cases() -> None:
-    command = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", str(CASES)]
-    done = subprocess.run(command, check=False, capture_output=True, text=True, cwd=ROOT, timeout=280)
-    assert done.returncode == 0, done.stdout + done.stderr
-    assert "\n8 passed" in done.stdout, done.stdout
+    out = run_in_own_process(CASES, timeout=280)
+    assert "\n8 passed" in out, out
