@@ -12,18 +12,10 @@ import sys
 from functools import cache
 
 import grpc
-import numpy as np
 import payloads
 import uvloop
 
-from omi_adapters.protos import open_inference_grpc_pb2 as pb
-
-REPLY = pb.ModelInferResponse(
-    model_name="adder",
-    model_version="1",
-    outputs=[pb.ModelInferResponse.InferOutputTensor(name="Y", datatype="FP32", shape=[1, 4])],
-    raw_output_contents=[np.array([2, 3, 4, 5], dtype=np.float32).tobytes()],
-).SerializeToString()
+REPLY = payloads.grpc_reply(payloads.SMALL_X)
 
 
 #: Messages of this size or more get the large fixed reply.
