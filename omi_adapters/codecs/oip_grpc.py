@@ -66,14 +66,11 @@ def parse_request(
             key, at = _read_varint(view, at)
             kind = key & 7
             if kind == 2:  # length-delimited: every field of this message but unknown ones
-                length, at = _read_varint(view, at)
-                if at + length > end:
-                    raise DecodeError("truncated field")
-                if key >> 3 == _RAW_INPUT_FIELD:
-                    raw.append(view[at : at + length])
-                    at += length
+                length, value = _read_varint(view, at)
+                at = value + length
+                if at <= end and key >> 3 == _RAW_INPUT_FIELD:
+                    raw.append(view[value:at])
                     continue
-                at += length
             elif kind == 0:
                 _, at = _read_varint(view, at)
             elif kind in (1, 5):
