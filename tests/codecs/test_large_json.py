@@ -27,6 +27,20 @@ NUMERIC = [d for d in DATATYPES if d not in ("BOOL", "BYTES")]
 INT_RANGES = {d: (int(np.iinfo(d.lower()).min), int(np.iinfo(d.lower()).max)) for d in NUMERIC if "INT" in d}
 
 
+@pytest.fixture(autouse=True, scope="module", params=["simdjson", "orjson"])
+def chunk_parser(request: pytest.FixtureRequest) -> Iterator[str]:
+    """Every test runs with simdjson parsing chunks of floats (omi-adapters[fastjson]) and without it."""
+    saved = json_numbers.simdjson
+    if request.param == "orjson":
+        json_numbers.simdjson = None
+    else:
+        assert saved is not None, "pysimdjson is installed by the test requirements (omi-adapters[all])"
+    try:
+        yield request.param
+    finally:
+        json_numbers.simdjson = saved
+
+
 @contextlib.contextmanager
 def thresholds(min_body: int = 0, min_array: int = 12, chunk: int = 64) -> Iterator[None]:
     """Small thresholds, so that small bodies take the chunked path and cross chunk boundaries."""
