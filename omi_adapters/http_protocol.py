@@ -326,12 +326,11 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
         if self.transport.is_closing():
             self._watch_close()
 
-    def handle_websocket_upgrade(self) -> None:
-        # The connection belongs to the WebSocket protocol from here, with its own timeouts.
-        self._phase = _CLOSED
-        self._cancel_timers()
-        self._unset_keepalive_if_required()
-        super().handle_websocket_upgrade()
+    def _unsupported_upgrade_warning(self) -> None:
+        # The server runs without WebSocket protocols (ws="none": the application has no WebSocket
+        # route): an upgrade request is answered as plain HTTP. uvicorn would log two warnings per
+        # such request, one advising to install a WebSocket library.
+        log.debug("upgrade request answered as plain HTTP (no WebSocket routes)")
 
     # Writing
 

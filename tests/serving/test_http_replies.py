@@ -1,6 +1,7 @@
 """omi serve's replies on the wire, over raw sockets: the small ones the HTTP protocol writes in
 one call (``omi.respond``) keep HTTP/1.1's rules: pipelined requests answered in order, HTTP/1.0
-and ``Connection: close`` closing the connection, HEAD answering the length without a body."""
+and ``Connection: close`` closing the connection, HEAD answering the length without a body; a
+WebSocket upgrade (the server has no WebSocket protocol) answered as plain HTTP."""
 
 from __future__ import annotations
 
@@ -99,3 +100,19 @@ def test_head_answers_the_length_without_a_body_and_keeps_the_connection(server:
         status, _, body = _read_reply(sock, buffer)
     assert status == "HTTP/1.1 200 OK"  # a HEAD body would have come first, where this status line is
     assert json.loads(body)["outputs"][0]["data"] == [2.0, 3.5]
+
+
+def test_a_websocket_upgrade_is_answered_as_plain_http(server: Served) -> None:
+    # The application has no WebSocket route, and the server runs without WebSocket protocols.
+    upgrade = (
+        b"GET /v2/health/live HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n"
+        b"Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n"
+    )
+    with _connect(server) as sock:
+        sock.sendall(upgrade)
+        status, _, body = _read_reply(sock, bytearray())
+        assert status == "HTTP/1.1 200 OK" and json.loads(body) == {"live": True}
+        sock.sendall(_infer())  # the connection goes on as HTTP
+        status, _, body = _read_reply(sock, bytearray())
+    assert status == "HTTP/1.1 200 OK" and json.loads(body)["outputs"][0]["data"] == [2.0, 3.5]
+    assert "WebSocket library" not in server.output()
