@@ -328,8 +328,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         choices=MODEL_CONTROL_MODES,
         default="none",
         help="explicit: clients may load and unload models (the model repository extension, token-protected "
-        "when a token is set); none: those calls get 400, as Triton's mode of that name answers them "
-        "(default: none)",
+        "when a token is set; needs --workers 1); none: those calls get 400, as Triton's mode of that name "
+        "answers them (default: none)",
     )
     obs = parser.add_argument_group("metrics")
     obs.add_argument(
@@ -435,6 +435,12 @@ def supervise(argv: Sequence[str], args: argparse.Namespace) -> int | None:
     options = options_from_args(args)
     if options.workers < 1:
         raise ConfigurationError(f"--workers must be at least 1, got {options.workers}")
+    if options.workers > 1 and options.model_control_mode == "explicit":
+        # Each worker holds its own models, and a load or unload would reach only the worker that
+        # answered it: the others would serve on as before, and the model would come and go by chance.
+        raise ConfigurationError(
+            "--model-control-mode explicit needs --workers 1: a repository load or unload would reach only one worker"
+        )
     if (options.workers == 1 and not args.reload) or os.environ.get(WORKER_ENV) is not None:
         return None
     from omi_adapters import logs

@@ -166,6 +166,11 @@ MODELS = "tests/serving/models.py"
         (["serve", "--no-such-flag", "examples/adder.py"], 2, "unrecognized arguments"),
         (["serve", "examples/nosuch.py"], 2, "no such file examples/nosuch.py"),
         (["serve", "examples/adder.py", "--workers", "0"], 2, "--workers must be at least 1"),
+        (
+            ["serve", "examples/adder.py", "--workers", "2", "--model-control-mode", "explicit"],
+            2,
+            "--model-control-mode explicit needs --workers 1",
+        ),
         (["predict", "examples/adder.py", "--input", "{bad"], 2, "not valid JSON"),
         (["predict", "examples/adder.py", "--model", "nobody", "--input", ONE_FLOAT], 2, "unknown model 'nobody'"),
         (["predict", f"{MODELS}:failing", "--input", ONE_INT], 1, "the model cannot take negative numbers"),
