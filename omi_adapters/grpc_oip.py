@@ -251,6 +251,8 @@ def add_to_server(server: grpc.aio.Server, dataplane: DataPlane) -> Health:
     handlers["ModelInfer"] = handlers["ModelInfer"]._replace(
         request_deserializer=_as_sent, response_serializer=_as_sent
     )
+    # ModelStreamInfer writes its replies as bytes (omi_adapters.grpc_stream).
+    handlers["ModelStreamInfer"] = handlers["ModelStreamInfer"]._replace(response_serializer=_as_sent)
     server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(SERVICE_NAME, handlers),))
     server.add_registered_method_handlers(SERVICE_NAME, handlers)
 

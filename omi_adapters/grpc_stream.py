@@ -32,7 +32,7 @@ from typing import TYPE_CHECKING, Any
 
 from omi_adapters import tracing
 from omi_adapters.codecs.message_size import infer_message_bytes
-from omi_adapters.codecs.oip_grpc import decode_request, encode_response
+from omi_adapters.codecs.oip_grpc import FINAL, decode_request, serialize_response, stream_reply
 from omi_adapters.errors import ErrorCode, OmiError
 from omi_adapters.grpc_oip import SERVICE_NAME
 from omi_adapters.protos import open_inference_grpc_pb2 as pb
@@ -44,8 +44,6 @@ __all__ = ["EMPTY_FINAL", "FINAL", "stream_infer"]
 
 log = logging.getLogger("omi_adapters.grpc")
 
-#: Triton's reserved response parameter: this is the request's last response.
-FINAL = "triton_final_response"
 #: Triton's reserved request parameter: end the request's responses with an empty final one.
 EMPTY_FINAL = "triton_enable_empty_final_response"
 
@@ -61,6 +59,8 @@ async def stream_infer(
 
     Replies are written with ``context.write``, one at a time (a lock keeps the requests'
     writes whole); a write waits while the client does not read, and so does the generator.
+    Each reply is written as its bytes (:func:`~omi_adapters.codecs.oip_grpc.stream_reply`),
+    which the method's serializer passes on as they are (:func:`omi_adapters.grpc_oip.add_to_server`).
     """
     lock = asyncio.Lock()
     running: set[asyncio.Task[None]] = set()
@@ -90,7 +90,7 @@ async def _answer(
     model = None
     code: ErrorCode | None = None
     empty_final = _flag(request, EMPTY_FINAL)
-    held: pb.ModelStreamInferResponse | None = None  # the last response, until the next shows it is not
+    held: bytes | None = None  # the last response (a ModelInferResponse), until the next shows it is not
     # Each request runs in a task of its own: its span is current there until _observe ends it.
     trace = (
         tracing.start_rpc("grpc", SERVICE_NAME, "ModelStreamInfer", context.invocation_metadata())
@@ -98,7 +98,7 @@ async def _answer(
         else None
     )
 
-    async def write(reply: pb.ModelStreamInferResponse) -> None:
+    async def write(reply: bytes) -> None:
         try:
             async with lock:
                 await context.write(reply)
@@ -118,21 +118,18 @@ async def _answer(
             responses = dataplane.responses(model, decoded, timeout=context.time_remaining())
             async with contextlib.aclosing(responses):
                 async for response in responses:
-                    reply = pb.ModelStreamInferResponse()
-                    encode_response(response, typed=typed, into=reply.infer_response)
-                    sent += _reply_bytes(reply.infer_response)
-                    reply.infer_response.parameters[FINAL].bool_param = False
+                    body = serialize_response(response, typed=typed)
+                    sent += len(body)
                     if empty_final:
-                        await write(reply)
+                        await write(stream_reply(body, final=False))
                     else:
                         if held is not None:
-                            await write(held)
-                        held = reply
+                            await write(stream_reply(held, final=False))
+                        held = body
         if held is not None:
-            held.infer_response.parameters[FINAL].bool_param = True
-            await write(held)
+            await write(stream_reply(held, final=True))
         else:  # asked for, or nothing was yielded: the request still ends with a final response
-            await write(_ending(request, model.name, model.version))
+            await write(_ending(request, model.name, model.version).SerializeToString())
     except (asyncio.CancelledError, _Gone):
         code = ErrorCode.UNAVAILABLE  # the call ended under it (the client went away, the server stops)
         return
@@ -149,18 +146,11 @@ async def _answer(
         servicer._observe(model, code, began, size, sent, request, context, "ModelStreamInfer")
 
 
-async def _fail(write: Any, held: pb.ModelStreamInferResponse | None, failure: pb.ModelStreamInferResponse) -> None:
+async def _fail(write: Any, held: bytes | None, failure: pb.ModelStreamInferResponse) -> None:
     """Send the response held back (not final: the error is the end), then the error."""
     if held is not None:
-        await write(held)
-    await write(failure)
-
-
-def _reply_bytes(message: pb.ModelInferResponse) -> int:
-    """The bytes of a reply's outputs: its raw contents summed (one call per response of a
-    stream, so the cheap way), else as :func:`infer_message_bytes` counts typed contents."""
-    raw = message.raw_output_contents
-    return sum(map(len, raw)) if raw else infer_message_bytes(message)
+        await write(stream_reply(held, final=False))
+    await write(failure.SerializeToString())
 
 
 def _flag(request: pb.ModelInferRequest, name: str) -> bool:

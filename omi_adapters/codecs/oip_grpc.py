@@ -28,8 +28,12 @@ from omi_adapters.types import (
 )
 
 __all__ = [
-    "decode_request", "encode_response", "parameters_of", "parse_request", "serialize_response", "set_parameters",
+    "FINAL", "decode_request", "encode_response", "parameters_of", "parse_request", "serialize_response",
+    "set_parameters", "stream_reply",
 ]  # fmt: skip
+
+#: Triton's reserved response parameter of its stream: this is the request's last response.
+FINAL = "triton_final_response"
 
 #: The wire tag of ``ModelInferResponse.raw_output_contents`` (field 6, length-delimited).
 _RAW_OUTPUT_TAG = bytes([6 << 3 | 2])
@@ -172,23 +176,12 @@ def decode_request(message: pb.ModelInferRequest, raw_contents: list[memoryview]
     )
 
 
-def encode_response(
-    response: InferenceResponse, *, typed: bool, into: pb.ModelInferResponse | None = None
-) -> pb.ModelInferResponse:
-    """An :class:`InferenceResponse` as a ``ModelInferResponse`` (raw contents unless ``typed``).
-
-    ``into``: an empty message to fill (a field of a stream's reply), instead of a new one.
-    """
+def encode_response(response: InferenceResponse, *, typed: bool) -> pb.ModelInferResponse:
+    """An :class:`InferenceResponse` as a ``ModelInferResponse`` (raw contents unless ``typed``)."""
     typed = typed and all(o.datatype in CONTENTS_FIELD for o in response.outputs)
-    if into is None:
-        message = pb.ModelInferResponse(
-            model_name=response.model_name, model_version=response.model_version or "", id=response.id or ""
-        )
-    else:
-        message = into
-        message.model_name = response.model_name
-        message.model_version = response.model_version or ""
-        message.id = response.id or ""
+    message = pb.ModelInferResponse(
+        model_name=response.model_name, model_version=response.model_version or "", id=response.id or ""
+    )
     set_parameters(message.parameters, response.parameters)
     for output in response.outputs:
         tensor = message.outputs.add(name=output.name, datatype=output.datatype, shape=output.shape)
@@ -224,6 +217,31 @@ def serialize_response(response: InferenceResponse, *, typed: bool) -> bytes:
         parts += (_RAW_OUTPUT_TAG, _varint(len(raw)), raw)
     parts[0] = message.SerializeToString()
     return b"".join(parts)
+
+
+def _final_entry(final: bool) -> bytes:
+    message = pb.ModelInferResponse()
+    message.parameters[FINAL].bool_param = final
+    return message.SerializeToString()
+
+
+#: ``triton_final_response`` as the one ``parameters`` entry of a serialized ``ModelInferResponse``.
+_FINAL_ENTRY = {True: _final_entry(True), False: _final_entry(False)}
+#: The wire tag of ``ModelStreamInferResponse.infer_response`` (length-delimited).
+_STREAM_RESPONSE_TAG = bytes([pb.ModelStreamInferResponse.DESCRIPTOR.fields_by_name["infer_response"].number << 3 | 2])
+
+
+def stream_reply(infer_response: bytes, *, final: bool) -> bytes:
+    """The bytes of a ``ModelStreamInferResponse`` (Triton's stream) whose ``infer_response`` is
+    the serialized ``ModelInferResponse`` ``infer_response`` with ``triton_final_response`` set
+    to ``final``.
+
+    The parameter is appended to the message as one more ``parameters`` entry: a map entry may
+    come anywhere in a message, and a parser keeps the last entry of a key, so it stands for
+    whatever the response carried under that name.
+    """
+    entry = _FINAL_ENTRY[final]
+    return b"".join((_STREAM_RESPONSE_TAG, _varint(len(infer_response) + len(entry)), infer_response, entry))
 
 
 def _varint(value: int) -> bytes:

@@ -1,5 +1,6 @@
 """gRPC ModelInfer's own wire handling (omi_adapters.codecs.oip_grpc): replies serialized with
-their raw contents appended by hand, requests with their raw contents sliced out in place.
+their raw contents appended by hand, requests with their raw contents sliced out in place, and
+ModelStreamInfer's replies framed by hand.
 
 Run by ``test_grpc_wire.py`` in a process of its own: the project's ``inference`` protobuf
 package cannot share a process with tritonclient's, which other tests import."""
@@ -31,6 +32,23 @@ def test_serialized_grpc_reply_is_the_message_protobuf_writes(cases, typed, with
     expected = oip_grpc.encode_response(response, typed=typed)
     assert pb.ModelInferResponse.FromString(wire) == expected
     assert len(wire) == len(expected.SerializeToString())
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(arrays(), min_size=0, max_size=3), st.booleans(), st.booleans(), st.sampled_from([None, True, False]))
+def test_a_stream_reply_is_the_message_protobuf_writes(cases, typed, final, carried) -> None:
+    """ModelStreamInfer's reply, framed by hand, parses to the ModelStreamInferResponse protobuf
+    would have built, its triton_final_response set over any the response carried."""
+    outputs = [OutputTensor(name=f"out{i}", datatype=d, shape=a.shape, data=a) for i, (d, a) in enumerate(cases)]
+    parameters = {} if carried is None else {oip_grpc.FINAL: carried, "other": 1}
+    response = InferenceResponse("m", "2", outputs, id="req-9", parameters=parameters)
+    wire = oip_grpc.stream_reply(oip_grpc.serialize_response(response, typed=typed), final=final)
+    expected = pb.ModelStreamInferResponse()
+    expected.infer_response.CopyFrom(oip_grpc.encode_response(response, typed=typed))
+    expected.infer_response.parameters[oip_grpc.FINAL].bool_param = final
+    parsed = pb.ModelStreamInferResponse.FromString(wire)
+    assert parsed == expected
+    assert parsed.infer_response.parameters[oip_grpc.FINAL].bool_param is final
 
 
 @settings(max_examples=200, deadline=None)

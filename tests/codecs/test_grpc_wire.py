@@ -14,4 +14,4 @@ CASES = Path(__file__).with_name("grpc_wire_cases.py")
 @pytest.mark.timeout(300)
 def test_grpc_wire_cases() -> None:
     out = run_in_own_process(CASES, timeout=280)
-    assert "\n8 passed" in out, out
+    assert "\n9 passed" in out, out
