@@ -11,7 +11,7 @@ import inspect
 import logging
 import re
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, is_typeddict
 
 import numpy as np
@@ -76,6 +76,8 @@ class Tensor:
     media_types: Sequence[str] = ()
     max_size: str | None = None
     labels: Sequence[str] | None = None
+    # The fixed dimensions, (index, size), worked out once for matches(), which runs per request.
+    _fixed: tuple[tuple[int, int], ...] = field(init=False, repr=False, compare=False, default=())
 
     def __post_init__(self) -> None:
         if not isinstance(self.name, str) or not _NAME.match(self.name):
@@ -92,6 +94,7 @@ class Tensor:
                 f"tensor '{self.name}': shape must be a list of integers >= -1, got {self.shape!r}"
             )
         object.__setattr__(self, "shape", shape)
+        object.__setattr__(self, "_fixed", tuple((i, d) for i, d in enumerate(shape) if d != -1))
         object.__setattr__(self, "media_types", tuple(self.media_types))
         if self.labels is not None:
             if isinstance(self.labels, (str, bytes)) or not isinstance(self.labels, Sequence):
@@ -110,7 +113,12 @@ class Tensor:
 
     def matches(self, shape: tuple[int, ...]) -> bool:
         """Whether a concrete ``shape`` fits this declaration (same rank, fixed dims equal)."""
-        return len(shape) == len(self.shape) and all(d == -1 or d == s for d, s in zip(self.shape, shape))
+        if len(shape) != len(self.shape):
+            return False
+        for index, size in self._fixed:
+            if shape[index] != size:
+                return False
+        return True
 
     def to_dict(self) -> dict[str, Any]:
         """The OIP ``$metadata_tensor`` of this tensor."""
