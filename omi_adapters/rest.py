@@ -184,8 +184,28 @@ def _internal(exc: BaseException) -> Reply:
     return 500, list(_JSON), [orjson.dumps({"error": f"internal server error ({type(exc).__name__})"})]
 
 
-def _route(path: str) -> tuple[str, str | None, str | None] | None:
+Route = tuple[str, str | None, str | None]
+#: The hot routes matched so far, by path: a path is parsed once, not per request.
+_ROUTES: dict[str, Route] = {}
+#: At most this many are kept, each of a path of at most _CACHED_PATH characters: a client sending
+#: ever new paths makes the table start again, never grow past ~100 KiB.
+_MAX_ROUTES = 512
+_CACHED_PATH = 200
+
+
+def _route(path: str) -> Route | None:
     """Match the hot routes: ('live'|'ready'|'model_ready'|'infer'|'generate'|'generate_stream', model, version)."""
+    route = _ROUTES.get(path)
+    if route is None:
+        route = _match(path)
+        if route is not None and len(path) <= _CACHED_PATH:
+            if len(_ROUTES) >= _MAX_ROUTES:
+                _ROUTES.clear()
+            _ROUTES[path] = route
+    return route
+
+
+def _match(path: str) -> Route | None:
     if path == "/v2/health/live":
         return "live", None, None
     if path == "/v2/health/ready":

@@ -178,3 +178,17 @@ def test_async_predict(client: httpclient.InferenceServerClient) -> None:
     tensor = httpclient.InferInput("X", [3], "INT64")
     tensor.set_data_from_numpy(np.array([1, 2, 3], dtype=np.int64))
     np.testing.assert_array_equal(client.infer("async_adder", [tensor]).as_numpy("Y"), [2, 3, 4])
+
+
+def test_hot_routes_are_matched_once_per_path_and_the_table_stays_bounded() -> None:
+    from omi_adapters import rest
+
+    rest._ROUTES.clear()
+    assert rest._route("/v2/models/m/versions/2/infer") == ("infer", "m", "2")
+    assert rest._route("/v2/models/m/versions/2/infer") == ("infer", "m", "2")  # from the table
+    assert rest._route("/v2/models/m/metadata") is None and "/v2/models/m/metadata" not in rest._ROUTES
+    long = "/v2/models/" + "x" * rest._CACHED_PATH + "/infer"
+    assert rest._route(long) == ("infer", "x" * rest._CACHED_PATH, None) and long not in rest._ROUTES
+    for i in range(3 * rest._MAX_ROUTES):  # a client sending ever new model names
+        assert rest._route(f"/v2/models/m{i}/ready") == ("model_ready", f"m{i}", None)
+    assert 0 < len(rest._ROUTES) <= rest._MAX_ROUTES
