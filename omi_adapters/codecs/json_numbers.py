@@ -31,7 +31,6 @@ from __future__ import annotations
 
 import math
 import os
-import threading
 from typing import Any
 
 import numpy as np
@@ -71,24 +70,32 @@ try:  # optional (omi-adapters[fastjson]): parses a chunk of numbers into double
     import simdjson
 except ImportError:  # pragma: no cover - exercised by the tests with it switched off
     simdjson = None  # type: ignore[assignment]
-# A simdjson parser reuses its buffers from one document to the next and is not thread-safe:
-# one per thread (bodies are decoded on the loop and in worker threads).
-_parsers = threading.local()
 
 
-def _simdjson_floats(text: bytes) -> np.ndarray[Any, Any] | None:
-    """The numbers of the JSON array ``text`` as float64, parsed by simdjson; ``None`` when
-    simdjson is not installed or refuses them (orjson then parses the chunk and names the error)."""
-    if simdjson is None:
-        return None
-    parser = getattr(_parsers, "parser", None)
-    if parser is None:
-        parser = _parsers.parser = simdjson.Parser()
-    try:
-        array: Any = parser.parse(text)  # a simdjson.Array for a document that is one
-        return np.frombuffer(array.as_buffer(of_type="d"), np.float64)
-    except Exception:  # noqa: BLE001 - whatever simdjson refuses (ValueError, RuntimeError, ...), orjson judges
-        return None
+class _FloatParser:
+    """simdjson's parser for the chunks of one body, made at its first chunk of floats.
+
+    A parser keeps buffers sized to the largest chunk it parsed (about 0.7 MB for a chunk):
+    one per body, dropped with it, rather than one kept by every thread that ever decoded one.
+    """
+
+    __slots__ = ("_parser",)
+
+    def __init__(self) -> None:
+        self._parser: Any = None
+
+    def floats(self, text: bytes) -> np.ndarray[Any, Any] | None:
+        """The numbers of the JSON array ``text`` as float64; ``None`` when simdjson is not
+        installed or refuses them (orjson then parses the chunk and names the error)."""
+        if simdjson is None:
+            return None
+        if self._parser is None:
+            self._parser = simdjson.Parser()
+        try:
+            array: Any = self._parser.parse(text)  # a simdjson.Array for a document that is one
+            return np.frombuffer(array.as_buffer(of_type="d"), np.float64)
+        except Exception:  # noqa: BLE001 - whatever simdjson refuses (ValueError, RuntimeError, ...), orjson judges
+            return None
 
 
 # How far the leading brackets and the trailing separators of an array are looked for.
@@ -151,9 +158,10 @@ def loads_large(document: bytes | bytearray | memoryview) -> Any:
             owners[int(data[len(prefix) :])] = item
     if any(owner is None for owner in owners):
         return None  # an array that is not a 'data' value (or a value a duplicate key replaced)
+    parser = _FloatParser()
     for (start, end), owner in zip(regions, owners):
         assert owner is not None
-        decoded = _decode(document, start, end, owner.get("datatype"), owner.get("shape"))
+        decoded = _decode(document, start, end, owner.get("datatype"), owner.get("shape"), parser)
         if decoded is None:
             return None
         owner["data"] = decoded
@@ -191,7 +199,9 @@ def _candidate(doc: bytes | bytearray, regions: list[tuple[int, int]], start: in
         regions.append((begin, finish))
 
 
-def _decode(doc: bytes | bytearray, start: int, end: int, datatype: Any, shape_value: Any) -> LargeData | None:
+def _decode(
+    doc: bytes | bytearray, start: int, end: int, datatype: Any, shape_value: Any, parser: _FloatParser
+) -> LargeData | None:
     """Decode the array ``doc[start:end]`` for its input, or ``None`` to leave it to the exact path."""
     if datatype not in _FLOATS and datatype not in _INTEGERS:
         return None  # BOOL, BYTES or not a datatype: the exact path decides
@@ -226,7 +236,7 @@ def _decode(doc: bytes | bytearray, start: int, end: int, datatype: Any, shape_v
             floats = any(doc.find(char, pos, cut) >= 0 for char in (b".", b"e", b"E"))
             values: list[Any] | np.ndarray[Any, Any] | None = None
             if floats and chunks.is_float:
-                values = _simdjson_floats(text)
+                values = parser.floats(text)
             if values is None:
                 try:
                     values = orjson.loads(text)
