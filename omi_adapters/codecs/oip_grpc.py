@@ -1,10 +1,11 @@
 """OIP gRPC messages <-> :class:`InferenceRequest` / :class:`InferenceResponse` (the OIP's gRPC
 protocol, ``grpc_predict_v2.proto``), beside REST's :mod:`omi_adapters.codecs.oip_json`.
 
-Raw contents (``raw_input_contents``) are decoded with ``np.frombuffer``, without copying; typed
-contents through :mod:`omi_adapters.codecs.typed_contents`. Replies use raw contents unless the
-request sent typed contents and every output has a typed field (FP16/BF16 never do: the OIP's
-gRPC protocol has no field for them). Pure functions of protobuf messages: no server here.
+Raw contents (``raw_input_contents``) are decoded with ``np.frombuffer``, without copying unless
+they are misaligned (:func:`~omi_adapters.codecs.tensors.from_raw`); typed contents through
+:mod:`omi_adapters.codecs.typed_contents`. Replies use raw contents unless the request sent typed
+contents and every output has a typed field (FP16/BF16 never do: the OIP's gRPC protocol has no
+field for them). Pure functions of protobuf messages: no server here.
 """
 
 from __future__ import annotations

@@ -79,8 +79,9 @@ def element_count(shape: tuple[int, ...], where: str) -> int:
 def from_raw(datatype: str, buffer: bytes | memoryview, shape: tuple[int, ...], where: str) -> np.ndarray[Any, Any]:
     """Decode raw tensor bytes into an array of ``datatype``'s array dtype and ``shape``.
 
-    Fixed-size types are a zero-copy ``np.frombuffer`` view (read-only when the buffer is);
-    BF16 widens to float32 and BYTES builds an object array, both necessarily copies.
+    Fixed-size types are a zero-copy ``np.frombuffer`` view (read-only when the buffer is), or
+    a copy when the bytes are not aligned for the type; BF16 widens to float32 and BYTES builds
+    an object array, both necessarily copies.
     """
     count = element_count(shape, where)
     if datatype == "BYTES":
@@ -99,6 +100,12 @@ def from_raw(datatype: str, buffer: bytes | memoryview, shape: tuple[int, ...], 
         return bf16_to_float32(array)
     if not dtype.isnative:
         return array.astype(ARRAY_DTYPES[datatype])
+    if not array.flags.aligned:
+        # Raw contents inside a larger message (a gRPC message walked in place, an HTTP body
+        # after its JSON header) start wherever the fields before them end. numpy computes on a
+        # misaligned array through small buffered copies, in every operation, which cost more
+        # than this one copy (measured on 4 MiB gRPC requests: a third more requests per second).
+        return array.copy()
     return array
 
 

@@ -57,11 +57,25 @@ def same(datatype: str, a: np.ndarray, b: np.ndarray) -> bool:
 
 
 @settings(max_examples=300, deadline=None)
-@given(arrays())
-def test_raw_round_trip(case) -> None:
+@given(arrays(), st.integers(0, 7))
+def test_raw_round_trip(case, offset) -> None:
+    """Raw bytes at any offset of a message decode to the same values, aligned for numpy."""
     datatype, array = case
     raw = tensors.to_raw(datatype, array)
-    assert same(datatype, array, tensors.from_raw(datatype, bytes(raw), array.shape, "x"))
+    message = memoryview(b"\0" * offset + bytes(raw))[offset:]
+    decoded = tensors.from_raw(datatype, message, array.shape, "x")
+    assert same(datatype, array, decoded)
+    assert decoded.flags.aligned
+
+
+def test_misaligned_raw_bytes_are_copied_once_aligned() -> None:
+    values = np.arange(6, dtype="<f4")
+    body = bytearray(b"\0" + values.tobytes())
+    assert not np.frombuffer(memoryview(body)[1:], "<f4").flags.aligned
+    array = tensors.from_raw("FP32", memoryview(body)[1:], (2, 3), "x")
+    body[1:5] = np.float32(42).tobytes()
+    assert array.flags.aligned and array.flags.c_contiguous
+    assert array.tolist() == values.reshape(2, 3).tolist()  # a copy: the message's later changes do not reach it
 
 
 @settings(max_examples=300, deadline=None)
