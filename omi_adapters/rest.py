@@ -16,6 +16,7 @@ import time
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
+import numpy as np
 import orjson
 
 from omi_adapters import tracing
@@ -76,6 +77,9 @@ TIMEOUT = "omi.timeout"
 RESPOND = "omi.respond"
 #: Replies up to this size go through :data:`RESPOND` as one joined buffer; larger ones as chunks.
 RESPOND_BYTES = 64 * 1024
+#: Where a large binary request's tensors start in the buffer its body is read into (bytes; a
+#: cache line, more than any datatype needs).
+BODY_ALIGNMENT = 64
 
 _JSON = [(b"content-type", b"application/json")]
 _BINARY = b"application/octet-stream"
@@ -113,7 +117,12 @@ class _Endpoints:
         return (200 if ready else 503), list(_JSON), [orjson.dumps({"name": model.name, "ready": ready})]
 
     async def infer(
-        self, name: str, version: str | None, header: bytes | None, body: bytes, timeout: float | None = None
+        self,
+        name: str,
+        version: str | None,
+        header: bytes | None,
+        body: bytes | memoryview,
+        timeout: float | None = None,
     ) -> Reply:
         return await self.infer_model(self.dataplane.get(name, version), header, body, timeout)
 
@@ -121,7 +130,7 @@ class _Endpoints:
         self,
         model: Model,
         header: bytes | None,
-        body: bytes,
+        body: bytes | memoryview,
         timeout: float | None = None,
         ids: list[str | None] | None = None,
     ) -> Reply:
@@ -149,7 +158,7 @@ class _Endpoints:
         return 200, headers, chunks
 
 
-def _decode(model: Any, header: bytes | None, body: bytes) -> InferenceRequest:
+def _decode(model: Any, header: bytes | None, body: bytes | memoryview) -> InferenceRequest:
     """Parse an infer body whatever its content type: JSON, or binary when the header says so (binary tensor data extension)."""
     if header is None:
         return oip_json.decode_request(body)
@@ -346,7 +355,8 @@ class OipApp:
                 )
             coding = compression.request_encoding(encoding) if encoding is not None else None
             ticket = self.dataplane.admit(size)
-            body = await self.read_body(receive, None if size else ticket)
+            align = int(header) if header is not None and coding is None and header.isdigit() else None
+            body = await self.read_body(receive, None if size else ticket, declared=size, align=align)
             if body is None:
                 return  # the client went away
             size = len(body)
@@ -408,7 +418,7 @@ class OipApp:
                 request_id, f"{client[0]}:{client[1]}" if client else None,
             )  # fmt: skip
 
-    async def _inflate(self, coding: str, body: bytes, ticket: Ticket) -> bytes:
+    async def _inflate(self, coding: str, body: bytes | memoryview, ticket: Ticket) -> bytes:
         """The body of a request sent with ``Content-Encoding``, inflated within the body limit.
 
         What it inflates to is held in flight as well (``--max-inflight-bytes``), counted a slice
@@ -443,11 +453,17 @@ class OipApp:
         headers += [(b"content-encoding", coding.encode()), (b"vary", b"accept-encoding")]
         return status, headers, [body]
 
-    async def read_body(self, receive: Receive, ticket: Ticket | None = None) -> bytes | None:
+    async def read_body(
+        self, receive: Receive, ticket: Ticket | None = None, *, declared: int = 0, align: int | None = None
+    ) -> bytes | memoryview | None:
         """Read the request body (its size checked before reading it), ``None`` if the client went away.
 
         A body of unknown length (chunked) is counted against the limit and, with ``ticket``,
-        against the in-flight bytes, as it arrives.
+        against the in-flight bytes, as it arrives. A body of ``declared`` bytes that arrives in
+        several parts is gathered into one buffer placed so that its byte ``align`` (where a
+        binary request's tensors start) is aligned for any datatype: numpy then computes on
+        those tensors where they lie, rather than on copies of them (see
+        :func:`~omi_adapters.codecs.tensors.from_raw`).
         """
         limit = self.max_body_bytes
         chunks: list[bytes] = []
@@ -457,6 +473,9 @@ class OipApp:
             if message["type"] == "http.disconnect":
                 return None
             chunk = message.get("body", b"")
+            more = message.get("more_body", False)
+            if more and not chunks and align is not None and 0 <= align <= declared <= limit:
+                return await _read_aligned(receive, chunk, declared, align)
             if chunk:
                 size += len(chunk)
                 if size > limit:
@@ -464,9 +483,37 @@ class OipApp:
                 if ticket is not None:
                     ticket.grow(len(chunk))
                 chunks.append(chunk)
-            if not message.get("more_body", False):
+            if not more:
                 break
         return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+
+
+async def _read_aligned(receive: Receive, first: bytes, declared: int, align: int) -> memoryview | None:
+    """The rest of a body of ``declared`` bytes whose first part is ``first``, gathered into one
+    buffer where byte ``align`` of the body falls on a :data:`BODY_ALIGNMENT` boundary.
+
+    HTTP/1.1 servers deliver exactly the ``Content-Length`` bytes (more are the next request);
+    fewer means the client went away.
+    """
+    buffer = np.empty(declared + BODY_ALIGNMENT, np.uint8)
+    start = -(buffer.__array_interface__["data"][0] + align) % BODY_ALIGNMENT
+    body = memoryview(buffer)[start : start + declared]  # type: ignore[arg-type] # numpy 2 arrays are buffers
+    size = 0
+    chunk, more = first, True
+    while True:
+        if chunk:
+            end = size + len(chunk)
+            if end > declared:
+                raise InvalidInputError(f"request body is longer than its Content-Length of {declared} bytes")
+            body[size:end] = chunk
+            size = end
+        if not more:
+            break
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            return None
+        chunk, more = message.get("body", b""), message.get("more_body", False)
+    return body[:size]
 
 
 async def _traced(serving: Awaitable[None], scope: Scope, action: str, version: str | None) -> None:

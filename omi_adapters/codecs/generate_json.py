@@ -31,7 +31,7 @@ __all__ = ["decode_request", "encode_response", "response_to_dict"]
 _PARAMETER_TYPES = (str, int, float, bool)
 
 
-def decode_request(document: bytes, inputs: Any) -> InferenceRequest:
+def decode_request(document: bytes | memoryview, inputs: Any) -> InferenceRequest:
     """Decode a ``$generate_request`` body for a model with declared ``inputs`` (its :class:`Tensor` list)."""
     obj = loads(document)
     if not isinstance(obj, dict):
