@@ -208,7 +208,7 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
                 outcome, seconds, size, sent, request.id or None, context.peer(),
             )  # fmt: skip
 
-    async def ModelStreamInfer(self, requests: AsyncIterator[pb.ModelInferRequest], context: Context) -> None:
+    async def ModelStreamInfer(self, requests: AsyncIterator[bytes], context: Context) -> None:
         # Triton's stream: each response of each request its own message (omi_adapters.grpc_stream).
         from omi_adapters.grpc_stream import stream_infer
 
@@ -251,8 +251,10 @@ def add_to_server(server: grpc.aio.Server, dataplane: DataPlane) -> Health:
     handlers["ModelInfer"] = handlers["ModelInfer"]._replace(
         request_deserializer=_as_sent, response_serializer=_as_sent
     )
-    # ModelStreamInfer writes its replies as bytes (omi_adapters.grpc_stream).
-    handlers["ModelStreamInfer"] = handlers["ModelStreamInfer"]._replace(response_serializer=_as_sent)
+    # ModelStreamInfer too: its requests are parsed, and its replies written, by omi_adapters.grpc_stream.
+    handlers["ModelStreamInfer"] = handlers["ModelStreamInfer"]._replace(
+        request_deserializer=_as_sent, response_serializer=_as_sent
+    )
     server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(SERVICE_NAME, handlers),))
     server.add_registered_method_handlers(SERVICE_NAME, handlers)
 

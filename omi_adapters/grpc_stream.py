@@ -16,9 +16,10 @@ parameters say where a request's responses end:
 A request that fails, before or during its responses, gets one ``error_message`` reply whose
 ``infer_response`` carries the request's id, model, version and ``triton_final_response: true``
 (an async stream client tells by the id which request failed); the stream goes on with the
-others. Each reply is written as it is made (``context.write``), and the write waits while
-the client does not read: a slow reader holds the generators at their next yield. When the
-client cancels the stream, or its deadline passes, every running generator is closed.
+others. A message that is not a ``ModelInferRequest`` gets such a reply too, without an id.
+Each reply is written as it is made (``context.write``), and the write waits while the client
+does not read: a slow reader holds the generators at their next yield. When the client cancels
+the stream, or its deadline passes, every running generator is closed.
 """
 
 from __future__ import annotations
@@ -31,8 +32,7 @@ from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, Any
 
 from omi_adapters import tracing
-from omi_adapters.codecs.message_size import infer_message_bytes
-from omi_adapters.codecs.oip_grpc import FINAL, decode_request, serialize_response, stream_reply
+from omi_adapters.codecs.oip_grpc import FINAL, decode_request, parse_request, serialize_response, stream_reply
 from omi_adapters.errors import ErrorCode, OmiError
 from omi_adapters.grpc_oip import SERVICE_NAME
 from omi_adapters.protos import open_inference_grpc_pb2 as pb
@@ -48,14 +48,20 @@ log = logging.getLogger("omi_adapters.grpc")
 EMPTY_FINAL = "triton_enable_empty_final_response"
 
 
+#: The request of a message that did not parse, for its error reply and its metrics (no id, no model).
+_UNPARSED = pb.ModelInferRequest()
+
+
 class _Gone(Exception):
     """The call ended under a write (the client cancelled or went away): stop quietly."""
 
 
-async def stream_infer(
-    servicer: InferenceServicer, requests: AsyncIterator[pb.ModelInferRequest], context: Context
-) -> None:
+async def stream_infer(servicer: InferenceServicer, requests: AsyncIterator[bytes], context: Context) -> None:
     """Answer one ``ModelStreamInfer`` call: each request as it arrives, beside the others.
+
+    Requests come as their bytes and are parsed here, as ``ModelInfer``'s are
+    (:func:`~omi_adapters.codecs.oip_grpc.parse_request`: large raw contents stay where they
+    arrived, a request's size is its message's, and a message that does not parse fails alone).
 
     Replies are written with ``context.write``, one at a time (a lock keeps the requests'
     writes whole); a write waits while the client does not read, and so does the generator.
@@ -65,8 +71,8 @@ async def stream_infer(
     lock = asyncio.Lock()
     running: set[asyncio.Task[None]] = set()
     try:
-        async for request in requests:
-            task = asyncio.ensure_future(_answer(servicer, request, context, lock))
+        async for data in requests:
+            task = asyncio.ensure_future(_answer(servicer, data, context, lock))
             running.add(task)
             task.add_done_callback(running.discard)
         while running:
@@ -79,17 +85,15 @@ async def stream_infer(
             await asyncio.gather(*running, return_exceptions=True)
 
 
-async def _answer(
-    servicer: InferenceServicer, request: pb.ModelInferRequest, context: Context, lock: asyncio.Lock
-) -> None:
-    """Write every reply to ``request``; its error too."""
+async def _answer(servicer: InferenceServicer, data: bytes, context: Context, lock: asyncio.Lock) -> None:
+    """Write every reply to the request serialized as ``data``; its error too."""
     dataplane = servicer.dataplane
     began = time.perf_counter()
-    size = infer_message_bytes(request)
+    size = len(data)
     sent = 0
+    request = _UNPARSED
     model = None
     code: ErrorCode | None = None
-    empty_final = _flag(request, EMPTY_FINAL)
     held: bytes | None = None  # the last response (a ModelInferResponse), until the next shows it is not
     # Each request runs in a task of its own: its span is current there until _observe ends it.
     trace = (
@@ -108,13 +112,15 @@ async def _answer(
             raise _Gone from None
 
     try:
+        request, raw = parse_request(data)
+        empty_final = _flag(request, EMPTY_FINAL)
         model = dataplane.get(request.model_name, request.model_version or None)
         with dataplane.admit(size):
             decoding = time.perf_counter()
-            decoded = decode_request(request)
+            decoded = decode_request(request, raw)
             if trace is not None:
                 trace.child("decode", decoding, time.perf_counter())
-            typed = not request.raw_input_contents and bool(request.inputs)
+            typed = not (request.raw_input_contents if raw is None else raw) and bool(request.inputs)
             responses = dataplane.responses(model, decoded, timeout=context.time_remaining())
             async with contextlib.aclosing(responses):
                 async for response in responses:

@@ -387,6 +387,26 @@ def test_model_stream_infer_runs_requests_side_by_side_and_an_error_carries_its_
     assert [r.infer_response.parameters["triton_final_response"].bool_param for r in ok] == [False] * 64 + [True]
 
 
+def test_a_stream_message_that_does_not_parse_fails_alone(server: Served) -> None:
+    """A message that is not a ModelInferRequest gets an error reply; the requests around it are served."""
+    good = service_pb2.ModelInferRequest(model_name="markov", id="ok")
+    good.inputs.add(name="text_input", datatype="BYTES", shape=[1]).contents.bytes_contents.append(b"The")
+    good.parameters["triton_enable_empty_final_response"].bool_param = True
+    with grpc.insecure_channel(server.grpc_url) as channel:
+        call = channel.stream_stream(
+            "/inference.GRPCInferenceService/ModelStreamInfer",
+            request_serializer=None,  # the messages go as these bytes
+            response_deserializer=service_pb2.ModelStreamInferResponse.FromString,
+        )
+        messages = [good.SerializeToString(), b"\xff\xff\xff", good.SerializeToString()]
+        replies = list(call(iter(messages), metadata=tuple(GRPC_AUTH.items()), timeout=30))
+    (failed,) = [r for r in replies if r.error_message]
+    assert "not a ModelInferRequest" in failed.error_message and failed.infer_response.id == ""
+    assert failed.infer_response.parameters["triton_final_response"].bool_param
+    ok = [r for r in replies if r.infer_response.id == "ok"]
+    assert len(ok) == 2 * 65  # both requests: 64 tokens and the empty final response each
+
+
 @pytest.mark.parametrize("empty_final", [True, False])
 def test_model_stream_infer_fails_mid_stream_with_tritonclient(
     client: grpcclient.InferenceServerClient, empty_final: bool
