@@ -206,6 +206,8 @@ class Model:
         self.target = target
         self._input_by_name = {t.name: t for t in self.inputs}
         self._output_names = frozenset(t.name for t in self.outputs)
+        #: Each output and how its errors name it, for the check of every result.
+        self._output_checks = [(t, f"output '{t.name}'") for t in self.outputs]
 
         if isinstance(target, type):
             predict = getattr(target, "predict", None)
@@ -358,7 +360,10 @@ class Model:
         if result is None:
             expected = "an array" if len(self.outputs) == 1 else f"a dict with outputs {sorted(self._output_names)}"
             raise PredictError(f"model '{self.name}' returned None; predict must return {expected}")
-        if not isinstance(result, Mapping):
+        kind = type(result)
+        # The usual results, an array or a dict, are told by their type: an isinstance check
+        # against the Mapping ABC is a Python-level call on every request.
+        if kind is np.ndarray or (kind is not dict and not isinstance(result, Mapping)):
             if len(self.outputs) != 1:
                 raise PredictError(
                     f"model '{self.name}' must return a dict with outputs {sorted(self._output_names)}, "
@@ -373,8 +378,7 @@ class Model:
             extra = ", ".join(sorted(map(str, set(result).difference(self._output_names))))
             raise PredictError(f"model '{self.name}' returned undeclared output(s) {extra}")
         outputs: dict[str, np.ndarray[Any, Any]] = {}
-        for spec in self.outputs:
-            where = f"output '{spec.name}'"
+        for spec, where in self._output_checks:
             try:
                 array = coerce_output(spec.datatype, result[spec.name], where)
             except ValueError as exc:
