@@ -28,7 +28,7 @@ from omi_adapters.codecs.tensors import (
     kind_of,
     to_float,
 )
-from omi_adapters.dtypes import check_range
+from omi_adapters.dtypes import check_range, small_floats
 from omi_adapters.errors import InvalidInputError
 from omi_adapters.types import (
     ARRAY_DTYPES,
@@ -207,6 +207,10 @@ def data_from_json(
     count = element_count(shape, where)
     if datatype == "BYTES":
         return _bytes_from_json(data, shape, count, where, base64_bytes)
+    if len(data) == count:  # flat
+        small = small_floats(datatype, data)
+        if small is not None:
+            return small.reshape(shape)
     try:
         array = np.array(data)
         if array.dtype.kind in "fO" and ARRAY_DTYPES[datatype].kind in "iu":

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from unittest.mock import patch
 
 import numpy as np
 import orjson
@@ -194,3 +195,32 @@ def test_float_range_checks_agree_on_both_sides_of_the_fast_path(
     else:
         with pytest.raises(InvalidInputError, match=re.escape(error)):
             to_float(datatype, array, "input 'X'")
+
+
+small_values = st.one_of(
+    st.floats(allow_nan=False, allow_infinity=False),
+    st.floats(-70000, 70000),
+    st.integers(-(2**70), 2**70),
+    st.integers(-(2**53) - 2, 2**53 + 2),
+    st.booleans(),
+    st.text(max_size=2),
+    st.lists(st.integers(0, 3), max_size=2),
+)
+
+
+@settings(max_examples=1000, deadline=None)
+@given(st.sampled_from(["FP16", "FP32", "FP64", "BF16", "INT32"]), st.lists(small_values, max_size=8))
+def test_small_flat_number_lists_decode_as_the_general_path_does(datatype: str, values: list) -> None:
+    """The shortcut for small float requests gives the general path's exact bits, or its error."""
+
+    def outcome() -> tuple:
+        try:
+            array = oip_json.data_from_json(datatype, values, (len(values),), "input 'x'")
+        except InvalidInputError as exc:
+            return ("error", exc.message)
+        return ("ok", array.dtype, array.shape, array.tobytes())
+
+    shortcut = outcome()
+    with patch.object(oip_json, "small_floats", lambda datatype, values: None):
+        general = outcome()
+    assert shortcut == general
