@@ -321,7 +321,7 @@ def output_to_dict(output: OutputTensor, *, base64_bytes: bool = False) -> dict[
     ``"content_type": "base64"`` (for a reader that knows the tag, such as ``omi predict``'s).
     """
     obj: dict[str, Any] = {"name": output.name, "datatype": output.datatype, "shape": list(output.shape)}
-    parameters = dict(output.parameters)
+    parameters = output.parameters
     data = output.data
     if output.datatype == "BYTES":
         items = [bytes(item) for item in data.reshape(-1)]
@@ -331,11 +331,11 @@ def output_to_dict(output: OutputTensor, *, base64_bytes: bool = False) -> dict[
             if not base64_bytes:
                 raise InvalidInputError(not_text_message(output.name, items)) from None
             obj["data"] = [base64.b64encode(item).decode("ascii") for item in items]
-            parameters["content_type"] = "base64"
+            parameters = {**parameters, "content_type": "base64"}
     else:
         if output.datatype == "BF16":
             data = bf16_to_float32(float32_to_bf16(data))
-        obj["data"] = np.ascontiguousarray(data).reshape(-1)
+        obj["data"] = data.ravel()  # flat and C-contiguous, as orjson writes arrays (a view when it can be)
     if parameters:
         obj["parameters"] = parameters
     return obj
