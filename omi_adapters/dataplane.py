@@ -131,6 +131,8 @@ class DataPlane:
             versions[model.version] = model
         if not self._models:
             raise ConfigurationError("no models to serve")
+        #: Each name's newest version: what a request that names no version gets.
+        self._newest = {name: next(reversed(versions.values())) for name, versions in self._models.items()}
         self.limits = limits = limits or Limits()
         #: Runs loads and large decodes; threads start on first use.
         self.executor = executor or concurrent.futures.ThreadPoolExecutor(thread_name_prefix=PREDICT_THREAD_PREFIX)
@@ -215,11 +217,14 @@ class DataPlane:
 
     def get(self, name: str, version: str | None = None) -> Model:
         """The model of that name (and version; the newest when none is given)."""
+        if not version:
+            newest = self._newest.get(name)
+            if newest is None:
+                raise ModelNotFoundError(f"unknown model '{name}'")
+            return newest
         versions = self._models.get(name)
         if versions is None:
             raise ModelNotFoundError(f"unknown model '{name}'")
-        if not version:
-            return next(reversed(versions.values()))
         model = versions.get(version)
         if model is None:
             raise ModelNotFoundError(f"model '{name}' has no version '{version}' (versions: {', '.join(versions)})")

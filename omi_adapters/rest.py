@@ -318,16 +318,12 @@ class OipApp:
         code: ErrorCode | None = None
         size = 0
         ids: list[str | None] | None = [] if self.access_log is not None else None
-        header = declared = encoding = accept = None
-        for key, value in scope["headers"]:
-            if key == b"inference-header-content-length":
-                header = value
-            elif key == b"content-length":
-                declared = value
-            elif key == b"content-encoding":
-                encoding = value
-            elif key == b"accept-encoding":
-                accept = value
+        # One dict made in C beats a Python loop over the few headers (the last of a repeated one wins).
+        fields = dict(scope["headers"])
+        header = fields.get(b"inference-header-content-length")
+        declared = fields.get(b"content-length")
+        encoding = fields.get(b"content-encoding")
+        accept = fields.get(b"accept-encoding")
         extensions = scope.get("extensions") or {}
         disconnected = answering = False
         hooks = extensions.get(ON_DISCONNECT)
@@ -466,10 +462,17 @@ class OipApp:
         :func:`~omi_adapters.codecs.tensors.from_raw`).
         """
         limit = self.max_body_bytes
+        message = await receive()
+        if not message.get("more_body", False) and message["type"] == "http.request":
+            body: bytes = message.get("body", b"")  # the usual request: its whole body in one message
+            if len(body) > limit:
+                raise PayloadTooLargeError(f"request body exceeds the limit of {limit} bytes (--max-message-bytes)")
+            if ticket is not None:
+                ticket.grow(len(body))
+            return body
         chunks: list[bytes] = []
         size = 0
         while True:
-            message = await receive()
             if message["type"] == "http.disconnect":
                 return None
             chunk = message.get("body", b"")
@@ -485,6 +488,7 @@ class OipApp:
                 chunks.append(chunk)
             if not more:
                 break
+            message = await receive()
         return chunks[0] if len(chunks) == 1 else b"".join(chunks)
 
 
@@ -539,7 +543,7 @@ async def _send(scope: Scope, send: Send, reply: Reply, *, head: bool = False) -
     work per request.
     """
     status, headers, chunks = reply
-    length = sum(len(c) for c in chunks)
+    length = len(chunks[0]) if len(chunks) == 1 else sum(map(len, chunks))
     respond: Respond | None = (scope.get("extensions") or {}).get(RESPOND)
     if respond is not None and length <= RESPOND_BYTES:
         body = b"" if head else chunks[0] if len(chunks) == 1 else b"".join(chunks)
