@@ -104,7 +104,7 @@ def from_raw(datatype: str, buffer: bytes | memoryview, shape: tuple[int, ...], 
         # Raw contents inside a larger message (a gRPC message walked in place, an HTTP body
         # after its JSON header) start wherever the fields before them end. numpy computes on a
         # misaligned array through small buffered copies, in every operation, which cost more
-        # than this one copy (measured on 4 MiB gRPC requests: a third more requests per second).
+        # than this one copy (4 MiB gRPC requests: from 0.73 to 0.84 of a bare handler's rate).
         return array.copy()
     return array
 
