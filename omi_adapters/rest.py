@@ -477,7 +477,8 @@ class OipApp:
                 return None
             chunk = message.get("body", b"")
             more = message.get("more_body", False)
-            if more and not chunks and align is not None and 0 <= align <= declared <= limit:
+            # Only a declared length can be gathered in place (a chunked body declares none: 0).
+            if more and not chunks and align is not None and 0 <= align <= declared and 0 < declared <= limit:
                 return await _read_aligned(receive, chunk, declared, align)
             if chunk:
                 size += len(chunk)

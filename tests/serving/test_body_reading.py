@@ -128,3 +128,17 @@ def test_a_client_gone_while_its_body_arrives_gets_no_answer(length: bool) -> No
         _post([body[:50], body[50:100]], _headers(body, header_length, length=length), then_disconnect=True)
     )
     assert sent == [] and SEEN == []
+
+
+@pytest.mark.parametrize("length", [True, False], ids=["content-length", "chunked"])
+def test_a_raw_binary_body_in_parts_is_served(length: bool) -> None:
+    """Inference-Header-Content-Length: 0 (the body is the one input's bytes), sent in parts."""
+    x = np.arange(100, dtype="<f4")
+    body = x.tobytes()
+    SEEN.clear()
+    sent = asyncio.run(_post([body[:7], body[7:250], body[250:]], _headers(body, 0, length=length)))
+    assert sent[0]["status"] == 200, b"".join(m.get("body", b"") for m in sent[1:])
+    reply = b"".join(m.get("body", b"") for m in sent[1:])
+    reply_header = int(dict(sent[0]["headers"])[b"inference-header-content-length"])
+    assert np.array_equal(np.frombuffer(reply[reply_header:], "<f4"), x + 1)
+    assert SEEN[0].flags.aligned
