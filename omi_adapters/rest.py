@@ -466,7 +466,7 @@ class OipApp:
         if not message.get("more_body", False) and message["type"] == "http.request":
             body: bytes = message.get("body", b"")  # the usual request: its whole body in one message
             if len(body) > limit:
-                raise PayloadTooLargeError(f"request body exceeds the limit of {limit} bytes (--max-message-bytes)")
+                raise _too_large(limit)
             if ticket is not None:
                 ticket.grow(len(body))
             return body
@@ -483,7 +483,7 @@ class OipApp:
             if chunk:
                 size += len(chunk)
                 if size > limit:
-                    raise PayloadTooLargeError(f"request body exceeds the limit of {limit} bytes (--max-message-bytes)")
+                    raise _too_large(limit)
                 if ticket is not None:
                     ticket.grow(len(chunk))
                 chunks.append(chunk)
@@ -491,6 +491,10 @@ class OipApp:
                 break
             message = await receive()
         return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+
+
+def _too_large(limit: int) -> PayloadTooLargeError:
+    return PayloadTooLargeError(f"request body exceeds the limit of {limit} bytes (--max-message-bytes)")
 
 
 async def _read_aligned(receive: Receive, first: bytes, declared: int, align: int) -> memoryview | None:
