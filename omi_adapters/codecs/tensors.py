@@ -136,6 +136,10 @@ def deserialize_bytes(buffer: bytes | memoryview, count: int, where: str) -> lis
     items: list[bytes] = []
     offset = 0
     for index in range(count):
+        if offset + 4 > size:  # earlier elements took the bytes this one's length needed
+            raise InvalidInputError(
+                f"{where}: BYTES element {index} has no 4-byte length: the {count} elements need more than {size} bytes"
+            )
         (length,) = _LENGTH.unpack_from(view, offset)
         offset += 4
         if offset + length > size:

@@ -144,6 +144,13 @@ def test_huge_bytes_count_is_refused_before_allocating() -> None:
         tensors.from_raw("BYTES", b"\0" * 16, (10**12,), "x")
 
 
+def test_bytes_elements_that_leave_no_room_for_the_next_length_are_refused() -> None:
+    # Two elements of 4 bytes fill the 16 bytes: the third has no length left to read.
+    raw = (b"\x04\0\0\0" + b"\0" * 4) * 2
+    with pytest.raises(InvalidInputError, match="BYTES element 2 has no 4-byte length"):
+        tensors.from_raw("BYTES", raw, (4,), "x")
+
+
 @pytest.mark.parametrize("datatype, values, shape, message", [
     ("FP16", [1.0], (1,), "FP16 cannot travel as typed contents"),
     ("FP32", [1.0, 2.0], (3,), r"fp32_contents has 2 elements, shape \[3\] needs 3"),
