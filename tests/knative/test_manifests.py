@@ -336,4 +336,4 @@ def test_a_checkout_install_puts_its_own_wheel_in_the_image(tmp_path: Path) -> N
     assert wheels == [f"omi_adapters-{__version__}-py3-none-any.whl"]
     assert local_wheel() is not None and local_wheel().name == wheels[0]
     text = (out / "Containerfile").read_text()
-    assert "--find-links /opt/omi/wheels" in text and f"'omi-adapters[rest]=={__version__}'" in text
+    assert "--find-links /opt/omi/wheels" in text and f"'omi-adapters[rest,fastjson]=={__version__}'" in text

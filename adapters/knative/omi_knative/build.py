@@ -182,7 +182,8 @@ def write(
         raise ConfigurationError("invalid InferenceService:\n  " + "\n  ".join(problems))
 
     sources, targets = _sources(models)
-    extra = "grpc" if deployment.protocol == "grpc" else "rest"
+    # A REST image parses JSON bodies: simdjson (the fastjson extra) reads their large float arrays.
+    extra = "grpc" if deployment.protocol == "grpc" else "rest,fastjson"
     spec = ImageSpec(
         targets=targets,
         model_names=[m.name for m in models],
