@@ -15,7 +15,7 @@ COLUMNS = [("minimal", "minimal OIP"), ("triton", "Triton"), ("omi", "omi serve 
 TARGET_SERVER = "omi"
 
 
-#: The streaming figures (omi serve only): key, title, unit, lower is better.
+#: The streaming figures (omi serve; the gRPC ones of the bare grpc.aio baseline too): key, title, unit, lower is better.
 STREAM_ROWS = [
     ("stream_sse_tps", "generate_stream (SSE): tokens/s, 10,000 small responses", "tok/s", False),
     ("stream_sse_ttft", "generate_stream (SSE): time to first token", "ms", True),
@@ -162,7 +162,7 @@ def missing(record: dict[str, Any]) -> list[str]:
             if entry["protocol"] == "grpc":
                 wanted = server in ("bare_grpc", "triton", "omi", "omi_thread")
             elif entry["protocol"] == "stream":
-                wanted = server == "omi"
+                wanted = server == "omi" or (server == "bare_grpc" and key.startswith("stream_grpc"))
             if wanted and server not in entry["servers"]:
                 gone.append(f"{key}/{server}")
     gone += [t["key"] for t in summary["targets"] if t["value"] is None]
@@ -311,16 +311,25 @@ def markdown(record: dict[str, Any]) -> str:
         (
             "`omi serve bench/stream_models.py`: a plain sync generator (run in one of the model's threads, "
             "as a user's is by default) yielding 10,000 one-element BYTES responses per request; one stream "
-            "at a time, on core 0, read on core 1. Medians over the rounds."
+            "at a time, on core 0, read on core 1. The bare grpc.aio baseline answers the same gRPC request "
+            "with as many fixed replies of the same size, each written as omi serve writes it "
+            "(`context.write`): the limit of grpcio's streams. Medians over the rounds; the ratio is "
+            "the median of omi serve's to the bare baseline's within each round."
         ),
         "",
-        "| figure | omi serve | target | |",
-        "|---|---|---|---|",
+        "| figure | bare grpc.aio | omi serve | target | |",
+        "|---|---|---|---|---|",
     ]
     for key, title, unit, _ in STREAM_ROWS:
-        data = figures.get(key, {}).get("servers", {}).get("omi")
-        value = _number(data["median"] if data else None, unit)
-        lines.append(f"| {title} | {value} {unit} | {targets[key]['target']} | {_verdict(targets[key]['met'])} |")
+        servers = figures.get(key, {}).get("servers", {})
+        data, bare = servers.get("omi"), servers.get("bare_grpc")
+        value = f"{_number(data['median'] if data else None, unit)} {unit}"
+        if data and data["ratio_to_bare"] is not None:
+            value += f" ({_ratio(data['ratio_to_bare'])})"
+        reference = f"{_number(bare['median'], unit)} {unit}" if bare else "—"
+        lines.append(
+            f"| {title} | {reference} | {value} | {targets[key]['target']} | {_verdict(targets[key]['met'])} |"
+        )
     lines += [
         "",
         "## Spread over the rounds",
@@ -416,7 +425,9 @@ during each measurement, `idle_cpu_share`: about 0).
   that no response waits for the next) on a bare HTTP/2 client that counts the reply's
   messages (grpcio's Python client spends more per message than the server). Tokens per second
   is 10,000 over the time from sending the request to the end of the reply; time to first token
-  is from sending the request to the first event or message. Medians of the streams.
+  is from sending the request to the first event or message. Medians of the streams. The bare
+  grpc.aio baseline (`bench/grpc_baseline.py`) serves the gRPC stream too, on its own process
+  started for the streaming figures.
 - **workers**: `omi serve bench/scaling_models.py:gil_burner` (predict burns 1 ms of its thread's
   CPU time in a pure-Python loop, holding the GIL) with `--workers 1` and `--workers 2`, allowed
   both cores, `wrk -c16` unpinned; requests per second, once every worker serves.

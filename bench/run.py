@@ -44,7 +44,7 @@ import traceback
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import harness
 import payloads
@@ -175,7 +175,10 @@ class Run:
         self.record(figure, server, result)
 
 
-def _turned(items: list[str], number: int) -> list[str]:
+T = TypeVar("T")
+
+
+def _turned(items: list[T], number: int) -> list[T]:
     """``items`` turned by ``number`` places: each server goes first in some round."""
     n = number % len(items) if items else 0
     return items[n:] + items[:n]
@@ -423,7 +426,7 @@ PROFILED = {
     "rest_p50": "rest_small", "rest_rps": "rest_small", "rest_rps_minimal": "rest_small",
     "grpc_p50": "grpc_small", "grpc_rps": "grpc_small",
     "rest_binary": "rest-binary", "rest_json": "rest-json", "json_memory": "rest-json", "grpc_raw": "grpc-raw",
-    "cold_start": "cold_start",
+    "cold_start": "cold_start", "stream_grpc_tps": "grpc_stream",
 }  # fmt: skip
 PROFILE_TITLES = {
     "rest_small": "REST small requests, 16 in flight (wrk)",
@@ -432,11 +435,13 @@ PROFILE_TITLES = {
     "rest-json": "REST 4 MiB JSON uploads",
     "grpc-raw": "gRPC 4 MiB raw uploads",
     "cold_start": "cold start to first answer",
+    "grpc_stream": "ModelStreamInfer, one stream of 10,000 tokens at a time (bench/stream_models.py)",
 }
 
 
 def profile_missed(run: Run, summary: dict[str, Any]) -> dict[str, Any]:
-    """A py-spy profile of omi serve (adder) under the load of each missed target (one per load)."""
+    """A py-spy profile of omi serve (adder; the streaming model for the stream) under the load of
+    each missed target (one per load)."""
     kinds = list(
         dict.fromkeys(PROFILED[t["key"]] for t in summary["targets"] if t["met"] is False and t["key"] in PROFILED)
     )
@@ -449,6 +454,16 @@ def profile_missed(run: Run, summary: dict[str, Any]) -> dict[str, Any]:
             if kind == "cold_start":
                 ports = {"http": harness.free_port(), "grpc": harness.free_port(), "omi": harness.free_port()}
                 entry.update(profiles_module.import_times(spec.command(ports), ports["http"], ADDER_PATH, SMALL_BODY))
+            elif kind == "grpc_stream":
+                server, ports = STREAMS.server()
+                server.start()
+                try:
+                    harness.wait_port(server, ports["grpc"])
+                    load = functools.partial(streaming.measure, "grpc", ports["grpc"], run.seconds)
+                    load()  # warm-up, unsampled
+                    entry.update(profiles_module.record(server, load, run.seconds))
+                finally:
+                    server.stop()
             else:
                 server, ports = spec.server()
                 server.start()
@@ -471,29 +486,41 @@ def profile_missed(run: Run, summary: dict[str, Any]) -> dict[str, Any]:
     return profiles
 
 
+#: The server of the streaming figures.
+STREAMS = Spec("streams", "omi serve", BOTH, omi_serve(str(HERE / "stream_models.py"), "--protocols", "rest,grpc"))
+
+
 def streams(run: Run, number: int) -> None:
     """Tokens per second and time to first token of one stream of 10,000 small responses
-    (``bench/stream_models.py``, a plain sync generator) over SSE and over the gRPC stream."""
-    spec = Spec("streams", "omi serve", BOTH, omi_serve(str(HERE / "stream_models.py"), "--protocols", "rest,grpc"))
-    server, ports = spec.server()
+    (``bench/stream_models.py``, a plain sync generator) over SSE and over the gRPC stream; the
+    gRPC stream of the bare grpc.aio baseline too (fixed replies: grpcio's limit)."""
+    server, ports = STREAMS.server()
+    bare, bare_ports = SPECS["bare_grpc"].server()
     try:
         server.start()
+        bare.start()
         harness.wait_port(server, ports["http"])
         harness.wait_port(server, ports["grpc"])
-        for protocol in _turned(["rest", "grpc"], number):
-            port = ports["http"] if protocol == "rest" else ports["grpc"]
-            name = "sse" if protocol == "rest" else "grpc"
-            load = functools.partial(streaming.measure, protocol, port, run.seconds)
-            run.attempt(f"stream_{name}_tps", "omi", load, "tokens_per_s")
-            result = run.data[-1][f"stream_{name}_tps"]["omi"]
+        harness.wait_port(bare, bare_ports["grpc"])
+        runs = [
+            ("sse", "omi", ports["http"]),
+            ("grpc", "omi", ports["grpc"]),
+            ("grpc", "bare_grpc", bare_ports["grpc"]),
+        ]
+        for name, key, port in _turned(runs, number):
+            load = functools.partial(streaming.measure, "rest" if name == "sse" else "grpc", port, run.seconds)
+            run.attempt(f"stream_{name}_tps", key, load, "tokens_per_s")
+            result = run.data[-1][f"stream_{name}_tps"][key]
             if "error" not in result:
-                run.attempt(f"stream_{name}_ttft", "omi", lambda r=result: dict(r), "ttft_ms")
+                run.attempt(f"stream_{name}_ttft", key, lambda r=result: dict(r), "ttft_ms")
         server.check_alive()
+        bare.check_alive()
     except Exception as exc:  # noqa: BLE001 - recorded; the run goes on
         run.errors.append(f"round {number}, streams: {exc}")
         print(f"  FAILED streams: {exc}", flush=True)
     finally:
         server.stop()
+        bare.stop()
 
 
 def _wait_workers(server: Server, count: int, timeout: float = 120.0) -> None:
