@@ -73,9 +73,14 @@ def coerce_output(datatype: str, value: Any, where: str) -> np.ndarray[Any, Any]
     float to INT32 no); BYTES accepts str (UTF-8 encoded) and bytes-like items.
     """
     if datatype == "BYTES":
-        # A new array, filled in C order: the caller's array (maybe strided, maybe kept by the
-        # model) is never written to.
         source = np.asarray(value, dtype=object)
+        for item in source.flat:
+            if type(item) is not bytes:
+                break
+        else:
+            return source  # bytes already (a token a streaming model yields): nothing to convert
+        # A new array for the converted items: the caller's array (maybe strided, maybe kept
+        # by the model) is never written to.
         array = np.empty(source.shape, dtype=object)
         flat = array.reshape(-1)
         for index, item in enumerate(source.flat):

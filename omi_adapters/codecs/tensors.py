@@ -157,7 +157,7 @@ def serialize_bytes(array: np.ndarray[Any, Any]) -> bytes:
     """Encode a BYTES array as 4-byte little-endian lengths, each followed by its bytes."""
     parts: list[bytes] = []
     for item in array.reshape(-1):
-        data = as_bytes(item)
+        data = item if type(item) is bytes else as_bytes(item)
         parts.append(_LENGTH.pack(len(data)))
         parts.append(data)
     return b"".join(parts)

@@ -151,12 +151,21 @@ def test_bf16_rounds_to_nearest_even() -> None:
 
 def test_bytes_outputs_of_strided_arrays_are_converted_and_the_result_left_alone() -> None:
     texts = np.array([["a", "b", "c"], ["d", "e", "f"]], dtype=object)
-    for value in (texts.T, texts[:, ::2], texts, np.array("x", dtype=object)):
+    encoded = np.vectorize(str.encode, otypes=[object])(texts)
+    mixed = np.array([[b"a", "b"], [b"c", bytearray(b"d")]], dtype=object)  # bytes first, then not
+    values = (texts.T, texts[:, ::2], texts, np.array("x", dtype=object), encoded.T, encoded[:, ::2], mixed, mixed.T)
+    for value in values:
         array = tensors.coerce_output("BYTES", value, "output 'T'")
         assert array.shape == value.shape
         assert all(type(item) is bytes for item in array.reshape(-1))
-        assert array.tolist() == np.vectorize(str.encode, otypes=[object])(value).tolist()
-    assert texts[0, 0] == "a"  # predict's own array is not written to
+        expected = [
+            [bytes(x, "utf-8") if isinstance(x, str) else bytes(x) for x in row] for row in np.atleast_2d(value)
+        ]
+        assert np.atleast_2d(array).tolist() == expected
+        raw = tensors.serialize_bytes(array)
+        assert tensors.deserialize_bytes(raw, array.size, "T") == array.reshape(-1).tolist()
+    assert texts[0, 0] == "a" and mixed[0, 1] == "b"  # predict's own array is not written to
+    assert type(mixed[1, 1]) is bytearray
 
 
 def test_nan_and_infinity_are_null_in_json_and_kept_in_binary() -> None:
