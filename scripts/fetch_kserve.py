@@ -15,8 +15,6 @@ when the package index cannot be reached (the tests then skip); 1 for any other 
 
 from __future__ import annotations
 
-import contextlib
-import fcntl
 import json
 import os
 import shutil
@@ -24,8 +22,9 @@ import subprocess
 import sys
 import tempfile
 import venv
-from collections.abc import Iterator
 from pathlib import Path
+
+from tool_lock import locked
 
 KSERVE_VERSION = "0.21.0"
 ROOT = Path(__file__).resolve().parent.parent
@@ -37,17 +36,6 @@ UNREACHABLE = 3
 
 def python_path() -> Path:
     return HOME / "bin" / "python"
-
-
-@contextlib.contextmanager
-def _locked() -> Iterator[None]:
-    TOOLS.mkdir(parents=True, exist_ok=True)
-    with open(TOOLS / ".kserve.lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(lock, fcntl.LOCK_UN)
 
 
 def _pip(python: Path | str, *args: str) -> subprocess.CompletedProcess[str]:
@@ -87,7 +75,7 @@ def fetch() -> int:
 
 
 def main() -> int:
-    with _locked():
+    with locked(TOOLS / ".kserve.lock"):
         status = fetch()
     if status == 0:
         print(json.dumps({"python": str(python_path())}))

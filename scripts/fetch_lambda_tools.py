@@ -16,8 +16,6 @@ into place only when complete). Prints the paths as JSON: ``{"rie": ..., "events
 from __future__ import annotations
 
 import argparse
-import contextlib
-import fcntl
 import json
 import os
 import platform
@@ -27,8 +25,9 @@ import sys
 import tempfile
 import venv
 import zipfile
-from collections.abc import Iterator
 from pathlib import Path
+
+from tool_lock import locked
 
 SAM_CLI_VERSION = "1.170.0"
 ROOT = Path(__file__).resolve().parent.parent
@@ -48,17 +47,6 @@ def events_path() -> Path:
 
 def sam_path() -> Path:
     return TOOLS / f"sam-venv-{SAM_CLI_VERSION}" / "bin" / "sam"
-
-
-@contextlib.contextmanager
-def _locked() -> Iterator[None]:
-    TOOLS.mkdir(parents=True, exist_ok=True)
-    with open(TOOLS / ".lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(lock, fcntl.LOCK_UN)
 
 
 def _pip(python: Path | str, *args: str) -> None:
@@ -112,7 +100,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("what", nargs="?", choices=["rie", "sam", "all"], default="all")
     args = parser.parse_args(argv)
-    with _locked():
+    with locked(TOOLS / ".lock"):
         if args.what in ("rie", "all"):
             fetch_rie()
         if args.what in ("sam", "all"):
