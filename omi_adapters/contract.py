@@ -308,6 +308,10 @@ class Model:
         """Start loading in a thread now, unless a load has already started."""
         self._loader.load_in_background()
 
+    def loaded(self) -> Callable[..., Any] | None:
+        """The bound predict function if the model is loaded now, else None (nothing waits or loads)."""
+        return self._loader.loaded()
+
     def wait_ready(self, timeout: float | None = None) -> Callable[..., Any]:
         """Return the bound predict function once loaded (lazy models load here)."""
         return self._loader.wait(self.ready_timeout if timeout is None else timeout)

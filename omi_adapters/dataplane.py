@@ -272,8 +272,9 @@ class DataPlane:
         Every caller waits on one load, whose thread a request never holds; a caller that
         gives up after ``timeout`` seconds gets :class:`ModelNotReadyError` while the load goes on.
         """
-        if model.ready:
-            return model.wait_ready(0)
+        predict = model.loaded()
+        if predict is not None:
+            return predict
         load = self._loads.get(model)
         if load is None or load.done():
             load = asyncio.ensure_future(in_thread(self.executor, model.wait_ready))
@@ -309,10 +310,9 @@ class DataPlane:
         try:
             batcher = self._batchers.get(model)
             on_loop = batcher is None and not model.is_async and not model.run_in_thread
-            if on_loop and model.ready:
-                # Called on the loop at once, where nothing waits or interrupts it: no deadline to reckon.
-                predict = model.wait_ready(0)
-            else:
+            # Called on the loop at once, where nothing waits or interrupts it: no deadline to reckon.
+            predict = model.loaded() if on_loop else None
+            if predict is None:
                 deadline, predict = await self._ready(model, timeout)
             arrays = model.bind_inputs(request.inputs)
             names = _requested_names(model, request)
@@ -477,8 +477,9 @@ class DataPlane:
     async def _ready(self, model: Model, timeout: float | None) -> tuple[Deadline, Any]:
         """The deadline of a request arriving now, and the model's predict once it is loaded."""
         deadline = self.deadline(model, timeout)
-        if model.ready:
-            return deadline, model.wait_ready(0)
+        predict = model.loaded()
+        if predict is not None:
+            return deadline, predict
         return deadline, await self.wait_ready(model, max(0.0, deadline.remaining()))
 
     async def _predict(
@@ -534,14 +535,15 @@ class DataPlane:
 def _response(
     model: Model, request: InferenceRequest, outputs: dict[str, Any], names: set[str] | None
 ) -> InferenceResponse:
+    # Positional arguments, in the fields' order (omi_adapters.types).
     tensors = [
-        OutputTensor(name=spec.name, datatype=spec.datatype, shape=outputs[spec.name].shape, data=outputs[spec.name])
+        OutputTensor(spec.name, spec.datatype, (data := outputs[spec.name]).shape, data)
         for spec in model.outputs
         if names is None or spec.name in names
     ]
     if request.outputs is not None and any(classification.PARAMETER in o.parameters for o in request.outputs):
         tensors = _classified(model, request, tensors)
-    return InferenceResponse(model_name=model.name, model_version=model.version, outputs=tensors, id=request.id)
+    return InferenceResponse(model.name, model.version, tensors, request.id)
 
 
 async def _traced_batch(batcher: Batcher, arrays: dict[str, Any], deadline: Deadline, trace: tracing.Request) -> Any:

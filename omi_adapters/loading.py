@@ -43,6 +43,11 @@ class LoadState(str, enum.Enum):
     FAILED = "FAILED"
 
 
+#: The states a request checks, as module names: an Enum member read through its class costs
+#: more than the rest of the check.
+_READY, _FAILED = LoadState.READY, LoadState.FAILED
+
+
 class Loader(Generic[T]):
     """Runs ``load_fn`` at most once (until a retry is asked for) and keeps its result."""
 
@@ -66,7 +71,11 @@ class Loader(Generic[T]):
     @property
     def ready(self) -> bool:
         """True once the loader has succeeded."""
-        return self.state is LoadState.READY
+        return self.state is _READY
+
+    def loaded(self) -> T | None:
+        """The loaded value if the loader has succeeded, else None: no waiting, no loading."""
+        return self.value if self.state is _READY else None
 
     def start(self) -> None:
         """Begin loading as the policy says: now (eager), in a thread (background), or not (lazy)."""
@@ -154,9 +163,9 @@ class Loader(Generic[T]):
         Under ``background`` the caller waits up to ``timeout`` seconds for the loading thread,
         then gets :class:`ModelNotReadyError`; a failure gets :class:`ModelLoadError`.
         """
-        if self.state is LoadState.READY:
+        if self.state is _READY:
             return self.value  # type: ignore[return-value]
-        if self.state is LoadState.FAILED:
+        if self.state is _FAILED:
             raise self._failure()
         self.check_in_service()
         if self.policy is not LoadPolicy.BACKGROUND:

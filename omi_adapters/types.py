@@ -61,6 +61,9 @@ DATATYPES: tuple[str, ...] = (
     "FP16", "FP32", "FP64", "BYTES", "BF16",
 )  # fmt: skip
 
+# The codecs and the DataPlane build the four dataclasses below with positional arguments (by
+# keyword, a dataclass costs nearly twice as much to build): their fields keep their order.
+
 ParameterValue = str | int | float | bool
 Parameters = dict[str, ParameterValue]
 

@@ -64,8 +64,8 @@ def decode_raw_request(body: bytes | memoryview, name: str, datatype: str, shape
     else:
         shape = _infer_shape(datatype, shape, len(body), where)
         data = from_raw(datatype, memoryview(body), shape, where)
-    tensor = InputTensor(name=name, datatype=datatype, shape=shape, data=data)
-    return InferenceRequest(inputs=[tensor], parameters={"binary_data_output": True})
+    tensor = InputTensor(name, datatype, shape, data)
+    return InferenceRequest([tensor], None, {"binary_data_output": True})
 
 
 def _infer_shape(datatype: str, declared: tuple[int, ...], size: int, where: str) -> tuple[int, ...]:

@@ -162,19 +162,9 @@ def decode_request(message: pb.ModelInferRequest, raw_contents: list[memoryview]
             field = CONTENTS_FIELD.get(tensor.datatype)
             values = getattr(tensor.contents, field) if field else ()
             data = from_typed(tensor.datatype, values, shape, where)
-        inputs.append(
-            InputTensor(
-                name=tensor.name,
-                datatype=tensor.datatype,
-                shape=shape,
-                data=data,
-                parameters=parameters_of(tensor.parameters),
-            )
-        )
+        inputs.append(InputTensor(tensor.name, tensor.datatype, shape, data, parameters_of(tensor.parameters)))
     outputs = [RequestedOutput(o.name, parameters_of(o.parameters)) for o in message.outputs] or None
-    return InferenceRequest(
-        inputs=inputs, id=message.id or None, parameters=parameters_of(message.parameters), outputs=outputs
-    )
+    return InferenceRequest(inputs, message.id or None, parameters_of(message.parameters), outputs)
 
 
 def encode_response(response: InferenceResponse, *, typed: bool) -> pb.ModelInferResponse:

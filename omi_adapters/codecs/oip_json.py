@@ -134,7 +134,7 @@ def request_from_dict(obj: Any, binary: BinaryReader | None = None) -> Inference
         if not isinstance(raw_outputs, list):
             raise InvalidInputError(f"'outputs' must be a list, got {kind_of(raw_outputs)}")
         outputs = [_requested_output(item, index) for index, item in enumerate(raw_outputs)]
-    return InferenceRequest(inputs=inputs, id=request_id, parameters=parameters, outputs=outputs)
+    return InferenceRequest(inputs, request_id, parameters, outputs)
 
 
 def _input(obj: Any, index: int, binary: BinaryReader | None) -> InputTensor:
@@ -171,7 +171,7 @@ def _input(obj: Any, index: int, binary: BinaryReader | None) -> InputTensor:
         if "data" not in obj:
             raise InvalidInputError(f"{where}: missing 'data'")
         data = data_from_json(datatype, obj["data"], shape, where, parameters.get("content_type") == "base64")
-    return InputTensor(name=name, datatype=datatype, shape=shape, data=data, parameters=parameters)
+    return InputTensor(name, datatype, shape, data, parameters)
 
 
 def _requested_output(obj: Any, index: int) -> RequestedOutput:
@@ -180,7 +180,7 @@ def _requested_output(obj: Any, index: int) -> RequestedOutput:
     name = obj.get("name")
     if not isinstance(name, str) or not name:
         raise InvalidInputError(f"outputs[{index}]: 'name' must be a non-empty string, got {kind_of(name)}")
-    return RequestedOutput(name=name, parameters=_parameters(obj.get("parameters"), f"output '{name}'"))
+    return RequestedOutput(name, _parameters(obj.get("parameters"), f"output '{name}'"))
 
 
 def _parameters(obj: Any, where: str) -> Parameters:
