@@ -9,8 +9,7 @@ server sends 4 MiB back, and the limit of grpcio is moving those bytes both ways
 Its ``ModelStreamInfer`` answers each request of the streaming figure (``bench/streaming.py``) as
 omi serve does, with fixed bytes: as many token replies as the request's ``count`` asks for, each
 written with ``context.write``, then the empty final reply. It parses each request for its count
-and does nothing else:
-the limit of grpcio's one-write-at-a-time streams."""
+and does nothing else: the limit of grpcio's one-write-at-a-time streams."""
 
 from __future__ import annotations
 
