@@ -405,16 +405,18 @@ during each measurement, `idle_cpu_share`: about 0).
 - **REST 4 MiB JSON**: the same with a 4 MiB JSON body of 466,033 numbers written like `0.123456`
   (binary output, so that the figure is the decoding of the request). The bare Starlette route
   reads the body and does not parse it.
-- **REST 4 MiB JSON memory**: on a freshly started server (the cold-start process, after its first
-  small answer), the peak RSS growth of the server's whole session (`/proc/PID/clear_refs` resets
-  VmHWM; for Triton the sum over tritonserver and its stub) while it answers 4 MiB JSON requests
-  for one measurement, divided by the body's size; the worst round is reported.
+- **REST 4 MiB JSON memory**: on a freshly started server (the round's last cold-start process,
+  after its first small answer), the peak RSS growth of the server's whole session
+  (`/proc/PID/clear_refs` resets VmHWM; for Triton the sum over tritonserver and its stub) while
+  it answers 4 MiB JSON requests for one measurement, divided by the body's size; the worst round
+  is reported.
 - **gRPC 4 MiB raw**: `bench/upload.py` calls ModelInfer with a 1x1048576 FP32 tensor in raw
   contents (4 MiB), one call at a time on one channel; MB/s of request message. The bare handler
   answers a fixed reply, the others the 4 MiB result.
 - **cold start**: from spawning the server process to its first successful REST infer answer,
-  polling every 5 ms from core 1; one per server per round, the median reported. omi serve is
-  started as a user starts it (REST, gRPC and OMI gRPC), Triton with the adder's repository.
+  polling every 5 ms from core 1; five starts of each server per round, the servers in turn, and
+  the median of a round's five is that round's figure. omi serve is started as a user starts it
+  (REST, gRPC and OMI gRPC), Triton with the adder's repository.
 - **batching**: `omi serve bench/scaling_models.py` serving the same model twice (predict
   sleeps 2 ms per call, `max_concurrency=1`, inputs `[-1, 4]` FP32), without and with
   `max_batch_size=16`; `wrk -c16` posts 1-row requests to each, requests per second.
