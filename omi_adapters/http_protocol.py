@@ -49,6 +49,7 @@ import math
 import socket
 import struct
 import sys
+import weakref
 from asyncio import TimerHandle
 from collections.abc import Callable, Mapping
 from typing import Any, ClassVar
@@ -156,6 +157,8 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
         self._deferred: tuple[int, str] | None = None
         # The RESPOND extension of every request of this connection (bound once, not per request).
         self._responder = self._respond
+        # Requests of this connection counted in its turn's in_progress: their reply has not ended.
+        self._open = 0
 
     # Connection
 
@@ -163,9 +166,10 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
         self, transport: asyncio.Transport
     ) -> None:
         super().connection_made(transport)
-        # uvicorn writes a response's head and its body separately, two send() calls for a small
-        # reply: its cycles write through this, which joins them into one.
-        self._cork = _Corked(transport, self.loop)
+        # Small writes wait for the end of the loop turn, or for the last reply under way (_Turn):
+        # uvicorn's head and body go in one write, and the replies of the turn back to back.
+        self._turn = _turn(self.loop)
+        self._cork = _Corked(transport, self._turn)
         if len(self.connections) > self._max_connections:
             cls = type(self)
             now = self.loop.time()
@@ -181,6 +185,8 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._phase = _CLOSED
+        self._turn.in_progress -= self._open
+        self._open = 0
         self._cancel_timers()
         running, self._running = self._running, None
         super().connection_lost(exc)
@@ -278,6 +284,8 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
         self._phase = _BODY
         super().on_headers_complete()  # starts the application, or queues it behind the running one
         self.cycle.transport = self._cork  # type: ignore[assignment]
+        self._open += 1
+        self._turn.in_progress += 1
         running = self._running
         if running is None or running.response_complete:
             self._running = self.cycle
@@ -304,7 +312,12 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
         super().on_message_complete()
 
     def on_response_complete(self) -> None:
-        self._cork.flush()  # the whole reply, head and body, in one write
+        turn = self._turn
+        if self._open:
+            self._open -= 1
+            turn.in_progress -= 1
+        if not turn.in_progress:
+            turn.write()  # the last reply under way: nothing else to wait for
         queued = self.pipeline[-1][0] if self.pipeline else None
         super().on_response_complete()  # starts the next pipelined request, or arms the idle timer
         if self.transport.is_closing():
@@ -322,6 +335,7 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
             self._unset_keepalive_if_required()
 
     def shutdown(self) -> None:
+        self._cork.flush()  # a reply answered in this turn goes out before the close
         super().shutdown()  # closes the connection unless a response is under way
         if self.transport.is_closing():
             self._watch_close()
@@ -361,15 +375,13 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
         cycle.waiting_for_100_continue = False
         content = _head(status, cycle.default_headers, headers, length, close=not cycle.keep_alive)
         content.append(body)
-        self._cork.flush()  # after what was already answered on this connection
-        if not self.transport.is_closing():
-            self.transport.write(b"".join(content))
+        self._cork.write(b"".join(content))  # after what was already answered on this connection
         cycle.expected_content_length = 0
         cycle.chunked_encoding = False
         cycle.response_complete = True
         cycle.message_event.set()
         if not cycle.keep_alive:
-            self.transport.close()
+            self._cork.close()
         cycle.on_response()
         return True
 
@@ -388,6 +400,7 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
 
     def timeout_keep_alive_handler(self) -> None:
         self.timeout_keep_alive_task = None
+        self._cork.flush()
         super().timeout_keep_alive_handler()
         self._watch_close()
 
@@ -510,18 +523,66 @@ def _head(
     return content
 
 
-class _Corked:
-    """A transport whose small writes within one loop turn go out as one ``writelines`` (one syscall).
+class _Turn:
+    """The small writes of one loop's connections in its current turn, written together.
 
-    Past ``_CORK_BYTES`` what is pending is written at once, so that a large reply meets the
-    transport's flow control (``pause_writing``) as it would without corking.
+    A reply is written when it is the last one under way (:attr:`in_progress` falls to 0), with
+    every reply held before it; while others are under way it waits for them, or for the end of
+    the turn, whichever comes first. On loopback and in VMs, waking a client asleep in
+    ``epoll_wait`` costs the writer more than the write, and a client reading many connections
+    is then woken once per turn rather than once per reply; one request alone is written at once.
     """
 
-    __slots__ = ("_loop", "_pending", "_size", "_transport")
+    __slots__ = ("_held", "_loop", "_scheduled", "in_progress")
 
-    def __init__(self, transport: asyncio.Transport, loop: asyncio.AbstractEventLoop) -> None:
-        self._transport = transport
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
         self._loop = loop
+        self._held: list[_Corked] = []
+        self._scheduled = False
+        #: Requests of the loop's connections between their head and the end of their reply.
+        self.in_progress = 0
+
+    def hold(self, cork: _Corked) -> None:
+        self._held.append(cork)
+        if not self._scheduled:
+            self._scheduled = True
+            self._loop.call_soon(self._turn_ended)
+
+    def write(self) -> None:
+        """Write every held write now."""
+        held, self._held = self._held, []
+        for cork in held:
+            cork.flush()
+
+    def _turn_ended(self) -> None:
+        self._scheduled = False
+        self.write()
+
+
+_TURNS: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _Turn] = weakref.WeakKeyDictionary()
+
+
+def _turn(loop: asyncio.AbstractEventLoop) -> _Turn:
+    turn = _TURNS.get(loop)
+    if turn is None:
+        turn = _TURNS[loop] = _Turn(loop)
+    return turn
+
+
+class _Corked:
+    """A connection's transport whose small writes wait for their :class:`_Turn`, then go out as
+    one ``writelines`` (one syscall).
+
+    A close, a refusal and a shutdown flush first. Past ``_CORK_BYTES`` what is pending is
+    written at once, so that a large reply meets the transport's flow control
+    (``pause_writing``) as it would without corking.
+    """
+
+    __slots__ = ("_pending", "_size", "_transport", "_turn")
+
+    def __init__(self, transport: asyncio.Transport, turn: _Turn) -> None:
+        self._transport = transport
+        self._turn = turn
         self._pending: list[bytes] | None = None
         self._size = 0
 
@@ -533,7 +594,7 @@ class _Corked:
             self._pending = [data]
             self._size = len(data)
             # A reply whose end is not in this loop turn (a stream) goes out at its end.
-            self._loop.call_soon(self.flush)
+            self._turn.hold(self)
             return
         self._pending.append(data)
         self._size += len(data)

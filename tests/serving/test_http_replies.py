@@ -1,7 +1,8 @@
 """omi serve's replies on the wire, over raw sockets: the small ones the HTTP protocol writes in
 one call (``omi.respond``) keep HTTP/1.1's rules: pipelined requests answered in order, HTTP/1.0
 and ``Connection: close`` closing the connection, HEAD answering the length without a body; a
-WebSocket upgrade (the server has no WebSocket protocol) answered as plain HTTP."""
+WebSocket upgrade (the server has no WebSocket protocol) answered as plain HTTP. Small replies
+wait for the end of the loop turn, every connection's together: none is lost or reordered."""
 
 from __future__ import annotations
 
@@ -88,6 +89,41 @@ def test_a_connection_not_kept_alive_is_told_so_and_closed(server: Served, reque
         assert status.endswith("200 OK") and headers["connection"] == "close"
         assert json.loads(body)["outputs"][0]["data"] == [2.0, 3.5]
         assert _closed(sock)
+
+
+def _large_infer(columns: int, extra: str = "") -> bytes:
+    body = json.dumps({"inputs": [{"name": "X", "datatype": "FP32", "shape": [1, columns], "data": [0.5] * columns}]})
+    head = (
+        "POST /v2/models/adder/infer HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+        f"Content-Length: {len(body)}\r\n{extra}\r\n"
+    )
+    return head.encode() + body.encode()
+
+
+def test_replies_to_many_connections_at_once_arrive_whole_in_order_and_before_each_close(server: Served) -> None:
+    # Every connection's requests are sent before any reply is read, so that the server answers
+    # several connections in each loop turn: small replies (written at the turn's end), one over
+    # the cork's 64 KiB (written at once), a route answered through uvicorn's send, and a last
+    # reply whose connection then closes.
+    ready = b"GET /v2/health/ready HTTP/1.1\r\nHost: x\r\n\r\n"
+    pipeline = _infer() + _large_infer(20_000) + ready + _infer() + _large_infer(3, "Connection: close\r\n")
+    sockets = [_connect(server) for _ in range(24)]
+    try:
+        for sock in sockets:
+            sock.sendall(pipeline)
+        for sock in sockets:
+            buffer = bytearray()
+            replies = [_read_reply(sock, buffer) for _ in range(5)]
+            assert [status for status, _, _ in replies] == ["HTTP/1.1 200 OK"] * 5
+            small, large, ready_reply, small_again, last = (json.loads(body) for _, _, body in replies)
+            assert small["outputs"][0]["data"] == [2.0, 3.5] == small_again["outputs"][0]["data"]
+            assert len(replies[1][2]) > 64 * 1024 and large["outputs"][0]["data"] == [1.5] * 20_000
+            assert ready_reply == {"ready": True}
+            assert last["outputs"][0]["data"] == [1.5] * 3 and replies[4][1]["connection"] == "close"
+            assert not buffer and _closed(sock)
+    finally:
+        for sock in sockets:
+            sock.close()
 
 
 def test_head_answers_the_length_without_a_body_and_keeps_the_connection(server: Served) -> None:
