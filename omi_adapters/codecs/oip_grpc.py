@@ -140,12 +140,15 @@ def decode_request(message: pb.ModelInferRequest, raw_contents: list[memoryview]
     ``raw_contents``: the message's raw contents when :func:`parse_request` took them out of it.
     """
     raw: Any = message.raw_input_contents if raw_contents is None else raw_contents
-    if raw and len(raw) != len(message.inputs):
+    # Slices, not iteration: protobuf's repeated fields iterate slowly (a list of 2 dims: 1.3 µs
+    # against 0.5 µs for the slice).
+    tensors = message.inputs[:]
+    if raw and len(raw) != len(tensors):
         raise InvalidInputError(
-            f"raw_input_contents has {len(raw)} entries for {len(message.inputs)} inputs; it needs one per input"
+            f"raw_input_contents has {len(raw)} entries for {len(tensors)} inputs; it needs one per input"
         )
     inputs = []
-    for index, tensor in enumerate(message.inputs):
+    for index, tensor in enumerate(tensors):
         if not tensor.name:
             raise InvalidInputError(f"inputs[{index}]: 'name' must not be empty")
         where = f"input '{tensor.name}'"
@@ -153,7 +156,7 @@ def decode_request(message: pb.ModelInferRequest, raw_contents: list[memoryview]
             raise InvalidInputError(
                 f"{where}: unknown datatype {tensor.datatype!r}; expected one of {', '.join(DATATYPES)}"
             )
-        shape = check_shape(list(tensor.shape), where)
+        shape = check_shape(tensor.shape[:], where)
         if raw:
             if tensor.HasField("contents"):
                 raise InvalidInputError(f"{where}: has both contents and raw_input_contents; send one of them")
@@ -163,7 +166,8 @@ def decode_request(message: pb.ModelInferRequest, raw_contents: list[memoryview]
             values = getattr(tensor.contents, field) if field else ()
             data = from_typed(tensor.datatype, values, shape, where)
         inputs.append(InputTensor(tensor.name, tensor.datatype, shape, data, parameters_of(tensor.parameters)))
-    outputs = [RequestedOutput(o.name, parameters_of(o.parameters)) for o in message.outputs] or None
+    requested = message.outputs
+    outputs = [RequestedOutput(o.name, parameters_of(o.parameters)) for o in requested[:]] if requested else None
     return InferenceRequest(inputs, message.id or None, parameters_of(message.parameters), outputs)
 
 
@@ -199,11 +203,14 @@ def serialize_response(response: InferenceResponse, *, typed: bool) -> bytes:
     message = pb.ModelInferResponse(
         model_name=response.model_name, model_version=response.model_version or "", id=response.id or ""
     )
-    set_parameters(message.parameters, response.parameters)
+    if response.parameters:  # reading a map field builds its wrapper: not for an empty one
+        set_parameters(message.parameters, response.parameters)
     parts: list[bytes | memoryview] = [b""]
+    tensors = message.outputs
     for output in response.outputs:
-        tensor = message.outputs.add(name=output.name, datatype=output.datatype, shape=output.shape)
-        set_parameters(tensor.parameters, output.parameters)
+        tensor = tensors.add(name=output.name, datatype=output.datatype, shape=output.shape)
+        if output.parameters:
+            set_parameters(tensor.parameters, output.parameters)
         raw = to_raw(output.datatype, output.data)
         parts += (_RAW_OUTPUT_TAG, _varint(len(raw)), raw)
     parts[0] = message.SerializeToString()

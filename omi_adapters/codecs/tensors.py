@@ -123,7 +123,9 @@ def to_raw(datatype: str, array: np.ndarray[Any, Any]) -> bytes | memoryview:
         array = array.astype(dtype)
     if array.size == 0:
         return b""
-    return memoryview(np.ascontiguousarray(array).reshape(-1)).cast("B")  # type: ignore[arg-type] # numpy 2 arrays are buffers
+    if not array.flags.c_contiguous:
+        array = np.ascontiguousarray(array)
+    return memoryview(array).cast("B")  # type: ignore[arg-type] # numpy 2 arrays are buffers
 
 
 def deserialize_bytes(buffer: bytes | memoryview, count: int, where: str) -> list[bytes]:
