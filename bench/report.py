@@ -380,11 +380,13 @@ Every server runs pinned to core 0 (`taskset -c 0`, its child processes too: Tri
 backend stub) and every load generator on core 1, except the workers figure, where the server is
 allowed both cores and wrk is unpinned. Each round starts every server of the main table, checks
 that it answers Y = X + 1 over REST and gRPC (the bare baselines answer a fixed reply and are not
-checked), warms it up for a second, then measures each figure on every server back to back, the
-servers' order turning from round to round; then the cold starts, then the scaling figures. A
-measurement lasts {seconds:g} s (wrk counts whole seconds, at least 1); rounds: {rounds}. The
-idle servers of the round stay up meanwhile (results.json records the CPU they took
-during each measurement, `idle_cpu_share`: about 0).
+checked), warms it up for a second, then measures each figure on every server in three slices
+of a third of {seconds:g} s (quick mode: one slice; wrk counts whole seconds, at least 1), the
+servers in turn within each slice and their order turning from round to round. A server's
+figure in a round is the median of its slices, so that the machine's drift over seconds falls on
+every server alike. Then the cold starts, then the scaling figures; rounds: {rounds}. The idle
+servers of the round stay up meanwhile (results.json records the CPU they took during each
+measurement, `idle_cpu_share`: about 0).
 
 - **REST small p50 (1 in flight)**: `wrk -t1 -c1` posting the 1x4 FP32 JSON request
   (`bench/wrk.lua`), its median latency. wrk rather than a Python load generator: in a check on

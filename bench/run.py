@@ -10,14 +10,15 @@ Servers, each started pinned to core 0 with the load generators on core 1:
 - ``omi``: ``omi serve examples/adder.py`` (predict on the event loop, ``run_in_thread=False``);
 - ``omi_thread``: ``omi serve bench/threaded_adder.py`` (a plain sync predict, in a thread).
 
-Each round starts every server, measures each figure on every server back to back (their order
-turns from round to round), stops them, then measures the cold starts (five starts of each
-server in turn, the JSON memory figure on its last), the two scaling figures and the streaming figures (tokens per
-second and time to first token of a generator yielding 10,000 small responses, over
-``generate_stream`` and ``ModelStreamInfer``). Ratios are taken within a round; the
-report gives the median ratio over the rounds and the median absolute figures.
+Each round starts every server and measures each figure on every server in three slices, the
+servers in turn within each slice (their order turning from round to round); a server's figure
+is the median of its slices. It stops them, then measures the cold starts (five starts of each
+server in turn, the JSON memory figure on its last), the two scaling figures and the streaming
+figures (tokens per second and time to first token of a generator yielding 10,000 small
+responses, over ``generate_stream`` and ``ModelStreamInfer``). Ratios are taken within a round;
+the report gives the median ratio over the rounds and the median absolute figures.
 
-Knobs: ``BENCH_SECONDS`` (per measurement, default 3), ``BENCH_ROUNDS`` (default 5),
+Knobs: ``BENCH_SECONDS`` (per measurement, its slices together; default 3), ``BENCH_ROUNDS`` (default 5),
 ``BENCH_QUICK=1`` (0.3 s each, one round, no Triton: checks only that every figure is produced;
 the results go to a temporary folder unless ``BENCH_OUT`` names one), ``BENCH_TRITON=0`` (skip
 Triton), ``BENCH_OUT`` (where RESULTS.md and results.json go; default bench/), ``BENCH_PROFILES=0``
@@ -264,23 +265,31 @@ def main_figures(run: Run, number: int) -> None:
                 if "grpc" in spec.protocols:
                     harness.h2load(ports["grpc"], run.files / "grpc_small.bin", 16, warm, GRPC_MIN_REPLY)
             idle_before = {k: s.cpu_seconds() for k, (s, _) in servers.items()}
+            slices = 1 if run.quick else SLICES
+            seconds = run.seconds / slices
             for figure in FIGURES:
-                for key in _turned(keys, number):
-                    spec, (server, ports) = run.specs[key], servers[key]
-                    if figure.protocol not in spec.protocols:
-                        continue
-                    others = {k: s.cpu_seconds() for k, (s, _) in servers.items() if k != key}
+                measured: dict[str, list[dict[str, Any]]] = {}
+                for _ in range(slices):
+                    for key in _turned(keys, number):
+                        spec, (server, ports) = run.specs[key], servers[key]
+                        if figure.protocol not in spec.protocols:
+                            continue
+                        others = {k: s.cpu_seconds() for k, (s, _) in servers.items() if k != key}
 
-                    def measure(f: Figure = figure, sp: Spec = spec, p: dict[str, int] = ports) -> dict[str, Any]:
-                        return f.measure(sp, p, run.files, run.seconds)
+                        def measure(f: Figure = figure, sp: Spec = spec, p: dict[str, int] = ports) -> dict[str, Any]:
+                            return f.measure(sp, p, run.files, seconds)
 
-                    started = time.perf_counter()
-                    run.attempt(figure.key, key, measure, figure.value)
-                    elapsed = time.perf_counter() - started
-                    # CPU the other (idle) servers took meanwhile, on the same core: it should be ~0.
-                    stolen = sum(s.cpu_seconds() - others[k] for k, (s, _) in servers.items() if k in others)
-                    run.data[-1][figure.key][key]["idle_cpu_share"] = stolen / elapsed if elapsed else 0.0
-                    server.check_alive()
+                        started = time.perf_counter()
+                        run.attempt(figure.key, key, measure, figure.value)
+                        elapsed = time.perf_counter() - started
+                        result = run.data[-1][figure.key].pop(key)
+                        # CPU the other (idle) servers took meanwhile, on the same core: it should be ~0.
+                        stolen = sum(s.cpu_seconds() - others[k] for k, (s, _) in servers.items() if k in others)
+                        result["idle_cpu_share"] = stolen / elapsed if elapsed else 0.0
+                        measured.setdefault(key, []).append(result)
+                        server.check_alive()
+                for key, parts in measured.items():
+                    run.record(figure.key, key, _median_slice(parts))
             run.data[-1]["_cpu_seconds"] = {
                 k: {"value": s.cpu_seconds() - idle_before[k]} for k, (s, _) in servers.items()
             }
@@ -289,6 +298,26 @@ def main_figures(run: Run, number: int) -> None:
         print(f"  FAILED {text}", flush=True)
         traceback.print_exc()
         run.errors.append(text)
+
+
+#: Each figure of a round is measured in this many slices of ``BENCH_SECONDS / SLICES`` (wrk's at
+#: least 1 s), the servers in turn within each slice, and a server's figure is the median of its slices:
+#: this machine's speed drifts over seconds, and one measurement of each server, taken seconds
+#: apart, counted that drift as a difference between them.
+SLICES = 3
+
+
+def _median_slice(parts: list[dict[str, Any]]) -> dict[str, Any]:
+    """One server's figure from its slices: the slice of the median value, with every slice's
+    value, and the most CPU the idle servers took in any; the first error, if a slice failed."""
+    failed = [p for p in parts if "error" in p]
+    if failed:
+        return failed[0]
+    ranked = sorted(parts, key=lambda p: float(p["value"]))
+    result = dict(ranked[(len(ranked) - 1) // 2])
+    result["slices"] = [p["value"] for p in parts]
+    result["idle_cpu_share"] = max(p["idle_cpu_share"] for p in parts)
+    return result
 
 
 def _settle(port: int) -> None:
