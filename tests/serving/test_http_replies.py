@@ -102,9 +102,9 @@ def _large_infer(columns: int, extra: str = "") -> bytes:
 
 def test_replies_to_many_connections_at_once_arrive_whole_in_order_and_before_each_close(server: Served) -> None:
     # Every connection's requests are sent before any reply is read, so that the server answers
-    # several connections in each loop turn: small replies (written at the turn's end), one over
-    # the cork's 64 KiB (written at once), a route answered through uvicorn's send, and a last
-    # reply whose connection then closes.
+    # several connections in each loop turn: small replies (held for the turn), one over 64 KiB
+    # (sent through uvicorn's send, past the cork: written at once, behind what is held), a
+    # health route, and a last reply whose connection then closes.
     ready = b"GET /v2/health/ready HTTP/1.1\r\nHost: x\r\n\r\n"
     pipeline = _infer() + _large_infer(20_000) + ready + _infer() + _large_infer(3, "Connection: close\r\n")
     sockets = [_connect(server) for _ in range(24)]
