@@ -18,11 +18,12 @@ figures (tokens per second and time to first token of a generator yielding 10,00
 responses, over ``generate_stream`` and ``ModelStreamInfer``). Ratios are taken within a round;
 the report gives the median ratio over the rounds and the median absolute figures.
 
-Knobs: ``BENCH_SECONDS`` (per measurement, its slices together; default 3), ``BENCH_ROUNDS`` (default 5),
-``BENCH_QUICK=1`` (0.3 s each, one round, no Triton: checks only that every figure is produced;
-the results go to a temporary folder unless ``BENCH_OUT`` names one), ``BENCH_TRITON=0`` (skip
-Triton), ``BENCH_OUT`` (where RESULTS.md and results.json go; default bench/), ``BENCH_PROFILES=0``
-(no py-spy profiles of the missed targets, which otherwise close the run: ``profiles.py``).
+Knobs: ``BENCH_SECONDS`` (per measurement, its slices together; default 3), ``BENCH_ROUNDS``
+(default 5), ``BENCH_QUICK=1`` (0.3 s each, one round, no Triton: checks only that every figure is
+produced; the results go to a temporary folder unless ``BENCH_OUT`` names one), ``BENCH_TRITON=0``
+(skip Triton), ``BENCH_OUT`` (where RESULTS.md and results.json go; default bench/),
+``BENCH_PROFILES=0`` (no py-spy profiles of the missed targets, which otherwise close the run:
+``profiles.py``).
 
 Exit code: 0 when every figure was measured, met or missed (RESULTS.md says which); 1 when a
 measurement failed (a server did not start or answered wrongly).
@@ -37,7 +38,6 @@ import json
 import os
 import platform
 import shutil
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -164,6 +164,10 @@ class Run:
         self.data[-1].setdefault(figure, {})[server] = result
 
     def attempt(self, figure: str, server: str, what: Callable[[], dict[str, Any]], value: str) -> None:
+        self.record(figure, server, self.measure(figure, server, what, value))
+
+    def measure(self, figure: str, server: str, what: Callable[[], dict[str, Any]], value: str) -> dict[str, Any]:
+        """``what()``'s result with its ``value`` named, or ``{"error": ...}`` (printed, counted)."""
         try:
             result = what()
             result["value"] = result[value]
@@ -174,7 +178,7 @@ class Run:
             result = {"error": str(exc)[:2000]}
         else:
             print(f"  {figure:<14} {server:<12} {result['value']:>12.1f}", flush=True)
-        self.record(figure, server, result)
+        return result
 
 
 T = TypeVar("T")
@@ -280,16 +284,17 @@ def main_figures(run: Run, number: int) -> None:
                             return f.measure(sp, p, run.files, seconds)
 
                         started = time.perf_counter()
-                        run.attempt(figure.key, key, measure, figure.value)
+                        result = run.measure(figure.key, key, measure, figure.value)
                         elapsed = time.perf_counter() - started
-                        result = run.data[-1][figure.key].pop(key)
                         # CPU the other (idle) servers took meanwhile, on the same core: it should be ~0.
                         stolen = sum(s.cpu_seconds() - others[k] for k, (s, _) in servers.items() if k in others)
                         result["idle_cpu_share"] = stolen / elapsed if elapsed else 0.0
                         measured.setdefault(key, []).append(result)
                         server.check_alive()
                 for key, parts in measured.items():
-                    run.record(figure.key, key, _median_slice(parts))
+                    median = _median_of(parts)
+                    median["idle_cpu_share"] = max(p["idle_cpu_share"] for p in parts)
+                    run.record(figure.key, key, median)
             run.data[-1]["_cpu_seconds"] = {
                 k: {"value": s.cpu_seconds() - idle_before[k]} for k, (s, _) in servers.items()
             }
@@ -300,23 +305,22 @@ def main_figures(run: Run, number: int) -> None:
         run.errors.append(text)
 
 
-#: Each figure of a round is measured in this many slices of ``BENCH_SECONDS / SLICES`` (wrk's at
-#: least 1 s), the servers in turn within each slice, and a server's figure is the median of its slices:
-#: this machine's speed drifts over seconds, and one measurement of each server, taken seconds
-#: apart, counted that drift as a difference between them.
+#: Each figure of a round is measured in this many slices of ``BENCH_SECONDS / SLICES`` (wrk's
+#: at least 1 s), the servers in turn within each slice, and a server's figure is the median of
+#: its slices: this machine's speed drifts over seconds, and one measurement of each server,
+#: taken seconds apart, counted that drift as a difference between them.
 SLICES = 3
 
 
-def _median_slice(parts: list[dict[str, Any]]) -> dict[str, Any]:
-    """One server's figure from its slices: the slice of the median value, with every slice's
-    value, and the most CPU the idle servers took in any; the first error, if a slice failed."""
+def _median_of(parts: list[dict[str, Any]]) -> dict[str, Any]:
+    """One figure from several measurements of it: the one of median value, with every
+    measurement's value (``values``); the first error, if one failed."""
     failed = [p for p in parts if "error" in p]
     if failed:
-        return failed[0]
+        return dict(failed[0])
     ranked = sorted(parts, key=lambda p: float(p["value"]))
     result = dict(ranked[(len(ranked) - 1) // 2])
-    result["slices"] = [p["value"] for p in parts]
-    result["idle_cpu_share"] = max(p["idle_cpu_share"] for p in parts)
+    result["values"] = [p["value"] for p in parts]
     return result
 
 
@@ -353,31 +357,27 @@ def cold_starts(run: Run, number: int) -> None:
     gains while it decodes 4 MiB JSON requests, over the body's size."""
     body = len(payloads.large_json())
     keys = _turned([k for k, s in run.specs.items() if "rest" in s.protocols], number)
-    starts: dict[str, list[float]] = {key: [] for key in keys}
-    failures: dict[str, Exception] = {}
-    for start in range(1 if run.quick else COLD_STARTS):
+    starts = 1 if run.quick else COLD_STARTS
+    measured: dict[str, list[dict[str, Any]]] = {key: [] for key in keys}
+    for start in range(starts):
         for key in keys:
-            if key in failures:
-                continue
+            if any("error" in p for p in measured[key]):
+                continue  # a server that failed to start is not started again
             spec = run.specs[key]
             server, ports = spec.server()
-            try:
+
+            def cold(server: Server = server, ports: dict[str, int] = ports) -> dict[str, Any]:
                 server.start()
-                starts[key].append(harness.first_answer(server, ports["http"], ADDER_PATH, SMALL_BODY))
-                if start == (0 if run.quick else COLD_STARTS - 1):
+                return {"seconds": harness.first_answer(server, ports["http"], ADDER_PATH, SMALL_BODY)}
+
+            try:
+                measured[key].append(run.measure("cold_start", key, cold, "seconds"))
+                if start == starts - 1 and "error" not in measured[key][-1]:
                     _cold_memory(run, spec, server, ports, body)
-            except Exception as exc:  # noqa: BLE001 - recorded below, and the others go on
-                failures[key] = exc
             finally:
                 server.stop()
     for key in keys:
-
-        def cold(key: str = key) -> dict[str, Any]:
-            if key in failures:
-                raise failures[key]
-            return {"seconds": statistics.median(starts[key]), "starts": starts[key]}
-
-        run.attempt("cold_start", key, cold, "seconds")
+        run.record("cold_start", key, _median_of(measured[key]))
 
 
 def _cold_memory(run: Run, spec: Spec, server: Server, ports: dict[str, int], body: int) -> None:
