@@ -589,7 +589,8 @@ class _Corked:
     def write(self, data: bytes) -> None:
         if self._pending is None:
             if len(data) >= _CORK_BYTES:
-                self._transport.write(data)
+                if not self._transport.is_closing():  # as flush: nothing goes to a closing transport
+                    self._transport.write(data)
                 return
             self._pending = [data]
             self._size = len(data)
